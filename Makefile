@@ -1,0 +1,35 @@
+# hssl: `make demo` and `make test` are the whole Quickstart.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v gfortran >/dev/null 2>&1 || { \
+	  echo "error: no Fortran compiler found; escnn's dependency py3nj needs one to build."; \
+	  echo "       install it with: apt-get update && apt-get install -y gfortran   (as root)"; \
+	  exit 2; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	rm -rf runs/demo
+	$(BIN)/hssl pretrain --recipe recipes/digits_rot4.yaml --out runs/demo
+	$(BIN)/hssl linear-probe runs/demo/checkpoint.safetensors
+	$(BIN)/hssl inspect-equivariance runs/demo/checkpoint.safetensors
+
+lint: install
+	$(BIN)/ruff check hssl_cli tests benchmarks
+	$(BIN)/ruff format --check hssl_cli tests benchmarks
+
+test: install lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,213 @@
+"""Checkpoints: safetensors only (no pickle), written atomically, rebuilt from metadata alone.
+
+``checkpoint.safetensors`` holds the weights of the backbone and the objective's
+heads plus metadata (resolved recipe, hssl version, epoch, group, feature
+shapes); ``train_state.safetensors`` holds what ``--resume`` needs (optimiser,
+step, RNG). escnn layers keep extra buffers in eval mode, so weights are always
+read in train mode: keys never depend on the mode a model was in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hssl_cli import __version__
+from hssl_cli.errors import HsslUserError
+from hssl_cli.recipe import Recipe, recipe_from_yaml
+
+CHECKPOINT_FORMAT = "hssl.checkpoint/1"
+TRAIN_STATE_FORMAT = "hssl.train_state/1"
+BACKBONE_PREFIX = "backbone."
+OBJECTIVE_PREFIX = "objective."
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        tensors = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
+        save_file(tensors, temporary, metadata=metadata)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def canonical_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict in train mode (escnn adds cached filters in eval mode)."""
+    was_training = module.training
+    module.train()
+    state = dict(module.state_dict())
+    module.train(was_training)
+    return state
+
+
+def read_safetensors(path: Path, expected_format: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load tensors and metadata, turning every kind of bad file into a user error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    what = "checkpoint" if expected_format == CHECKPOINT_FORMAT else "training state"
+    if not path.is_file():
+        raise HsslUserError(f"{what} not found: {path} (pass the checkpoint.safetensors of a run)")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise HsslUserError(
+            f"{path} is not a readable safetensors {what} ({str(err).splitlines()[0][:80]}); "
+            "pass the checkpoint.safetensors written by 'hssl pretrain'"
+        ) from None
+    if metadata.get("format") != expected_format:
+        raise HsslUserError(
+            f"{path} is a safetensors file but not an hssl {what} (format "
+            f"{metadata.get('format')!r}); pass a file written by 'hssl pretrain'"
+        )
+    return tensors, metadata
+
+
+def save_checkpoint(
+    path: Path,
+    backbone: nn.Module,
+    objective: nn.Module,
+    recipe: Recipe,
+    epoch: int,
+    feature_shapes: dict[str, list[int]],
+) -> None:
+    tensors = {BACKBONE_PREFIX + k: v for k, v in canonical_state(backbone).items()}
+    tensors |= {OBJECTIVE_PREFIX + k: v for k, v in canonical_state(objective).items()}
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "hssl_version": __version__,
+        "recipe": recipe.to_yaml(),
+        "epoch": str(epoch),
+        "group": recipe.model.group,
+        "feature_shapes": json.dumps(feature_shapes),
+    }
+    atomic_save(tensors, metadata, path)
+
+
+@dataclass
+class Checkpoint:
+    recipe: Recipe
+    epoch: int
+    metadata: dict[str, str]
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def input_shape(self) -> list[int]:
+        return json.loads(self.metadata["feature_shapes"])["input"]
+
+    def weights(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+
+def read_checkpoint(path: str | Path, overrides: list[str] | None = None) -> Checkpoint:
+    tensors, metadata = read_safetensors(Path(path), CHECKPOINT_FORMAT)
+    try:
+        recipe = recipe_from_yaml(metadata["recipe"], overrides)
+        epoch = int(metadata["epoch"])
+        json.loads(metadata["feature_shapes"])["input"]
+    except (KeyError, ValueError) as err:
+        raise HsslUserError(f"checkpoint {path} has damaged metadata ({err}); re-run pretrain") from None
+    return Checkpoint(recipe, epoch, metadata, tensors)
+
+
+def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load; a mismatch means the file is not from this model's recipe."""
+    was_training = module.training
+    module.train()
+    try:
+        module.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise HsslUserError(
+            f"{source} does not fit the model its recipe describes ({first[:120]}); "
+            "was the checkpoint edited or the model section overridden?"
+        ) from None
+    module.train(was_training)
+
+
+def load_backbone(checkpoint: Checkpoint, source: str) -> nn.Module:
+    """Rebuild the backbone from the checkpoint's recipe alone, in eval mode."""
+    from hssl_cli.models import build_backbone
+
+    backbone = build_backbone(
+        checkpoint.recipe.model, checkpoint.input_shape[0], initialize=False
+    )
+    load_weights(backbone, checkpoint.weights(BACKBONE_PREFIX), source)
+    return backbone.eval()
+
+
+# ------------------------------------------------------------------ training state
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value
+            elif value is not None:
+                scalars.setdefault(str(index), {})[name] = value
+    layout = {"param_groups": state["param_groups"], "scalars": scalars}
+    return tensors, json.dumps(layout)
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], layout: str) -> dict[str, Any]:
+    parsed = json.loads(layout)
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, values in parsed["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    return {"state": state, "param_groups": parsed["param_groups"]}
+
+
+def save_train_state(
+    path: Path, optimizer: torch.optim.Optimizer, epoch: int, step: int
+) -> None:
+    tensors, layout = _flatten_optimizer(optimizer.state_dict())
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for index, rng in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{index}"] = rng
+    metadata = {
+        "format": TRAIN_STATE_FORMAT,
+        "hssl_version": __version__,
+        "epoch": str(epoch),
+        "step": str(step),
+        "optimizer": layout,
+    }
+    atomic_save(tensors, metadata, path)
+
+
+def load_train_state(path: Path, optimizer: torch.optim.Optimizer) -> tuple[int, int]:
+    """Restore optimiser and RNG; return (finished epoch, global step)."""
+    tensors, metadata = read_safetensors(path, TRAIN_STATE_FORMAT)
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, metadata["optimizer"]))
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda_states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
+    return int(metadata["epoch"]), int(metadata["step"])

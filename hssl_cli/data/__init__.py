@@ -1,0 +1,140 @@
+"""Image data sets, loaded whole into memory as uint8 tensors.
+
+Recipe validation imports this package to check ``data.name``, so importing it must stay
+cheap: the registry maps names to thin wrappers, and each family's module (with torch,
+torchvision, scikit-learn, PIL and numpy behind it) is imported on the first load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hssl_cli.errors import HsslUserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from hssl_cli.recipe import DataConfig
+
+SPLITS = ("train", "test")
+STATS_MAX_IMAGES = 10_000
+_LIMIT_SEED = 0
+
+
+@dataclass
+class ImageSet:
+    """Images kept in memory as uint8, so batches are slices and augmentation runs batched on
+    the device."""
+
+    images: torch.Tensor  # uint8, [N, C, H, W], C = 1 or 3
+    labels: torch.Tensor  # int64, [N]
+    num_classes: int
+    name: str  # e.g. "digits/train"
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+Loader = Callable[["DataConfig", str], ImageSet]
+
+
+def _lazy(module: str, function: str) -> Loader:
+    """Defer importing a family's module (and its heavy dependencies) until a load asks for it."""
+
+    def load(config: DataConfig, split: str) -> ImageSet:
+        return getattr(importlib.import_module(f"hssl_cli.data.{module}"), function)(config, split)
+
+    load.__name__ = function
+    load.__qualname__ = f"{module}.{function}"
+    load.__doc__ = f"Lazily calls hssl_cli.data.{module}.{function}."
+    return load
+
+
+DATASETS: dict[str, Loader] = {
+    "digits": _lazy("digits", "load_digits"),
+    "mnist": _lazy("torchvision_sets", "load_mnist"),
+    "fashion-mnist": _lazy("torchvision_sets", "load_fashion_mnist"),
+    "cifar10": _lazy("torchvision_sets", "load_cifar10"),
+    "cifar100": _lazy("torchvision_sets", "load_cifar100"),
+    "stl10": _lazy("torchvision_sets", "load_stl10"),
+    "imagefolder": _lazy("imagefolder", "load_imagefolder"),
+    "npz": _lazy("npz", "load_npz"),
+}
+
+
+def load_images(config: DataConfig, split: str) -> ImageSet:
+    """Load one split, then apply the recipe's limit and size so every data set obeys them alike."""
+    import torch
+
+    from hssl_cli.data._common import resize_uint8
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    loader = DATASETS.get(config.name)
+    if loader is None:
+        known = ", ".join(sorted(DATASETS))
+        raise HsslUserError(f"unknown data set {config.name!r}: set data.name to one of {known}")
+    data = loader(config, split)
+
+    limit = config.limit_train if split == "train" else config.limit_test
+    if limit is not None and limit < len(data):
+        # Seed 0, not the recipe seed: runs that differ only in seed must see the same images.
+        generator = torch.Generator().manual_seed(_LIMIT_SEED)
+        keep = torch.randperm(len(data), generator=generator)[:limit].sort().values
+        data = ImageSet(
+            images=data.images[keep].contiguous(),
+            labels=data.labels[keep].contiguous(),
+            num_classes=data.num_classes,
+            name=data.name,
+        )
+    if config.image_size is not None:
+        data.images = resize_uint8(data.images, config.image_size)
+    _check_image_set(data)
+    return data
+
+
+def _check_image_set(data: ImageSet) -> None:
+    """Catch a loader breaking the contract here rather than as a shape error deep in training."""
+    import torch
+
+    images, labels = data.images, data.labels
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise RuntimeError(
+            f"{data.name}: images must be uint8 [N, 1|3, H, W], got {images.dtype} "
+            f"{tuple(images.shape)}"
+        )
+    if labels.dtype != torch.int64 or labels.shape != (images.shape[0],):
+        raise RuntimeError(
+            f"{data.name}: labels must be int64 [N], got {labels.dtype} {tuple(labels.shape)}"
+        )
+    if not images.is_contiguous():
+        data.images = images.contiguous()
+
+
+def channel_stats(images: ImageSet) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units, for normalising inputs; a fixed subset of at most
+    10000 images bounds the cost."""
+    import torch
+
+    data = images.images
+    count = data.shape[0]
+    if count == 0:
+        raise ValueError(f"{images.name}: cannot compute channel statistics of an empty image set")
+    if count > STATS_MAX_IMAGES:
+        generator = torch.Generator().manual_seed(_LIMIT_SEED)
+        keep = torch.randperm(count, generator=generator)[:STATS_MAX_IMAGES].sort().values
+        data = data[keep]
+    channels = data.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    total_sq = torch.zeros(channels, dtype=torch.float64)
+    for chunk in data.split(1024):
+        values = chunk.to(torch.float64).div_(255.0)
+        total += values.sum(dim=(0, 2, 3)).cpu()
+        total_sq += values.square().sum(dim=(0, 2, 3)).cpu()
+    pixels = data.shape[0] * data.shape[2] * data.shape[3]
+    mean = total / pixels
+    std = (total_sq / pixels - mean.square()).clamp_min(0.0).sqrt()
+    return [float(value) for value in mean], [float(value) for value in std]

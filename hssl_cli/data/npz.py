@@ -1,0 +1,116 @@
+"""Arrays in a NumPy ``.npz`` file: ``x`` (uint8 [N, H, W] or [N, H, W, C]) and ``y`` (int [N]).
+
+Files are opened with ``allow_pickle=False``: an npz can carry pickled objects, and loading
+those runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hssl_cli.data import ImageSet
+from hssl_cli.data._common import check_split, image_set, stratified_split
+from hssl_cli.errors import HsslUserError
+
+if TYPE_CHECKING:
+    from hssl_cli.recipe import DataConfig
+
+_EXPECTED = "keys x (uint8 [N,H,W] or [N,H,W,C], C=1 or 3) and y (integer labels [N])"
+
+
+def load_npz(config: DataConfig, split: str) -> ImageSet:
+    """Use ``test_path`` for the test split when given, else a stratified split with seed 0 so
+    the test set does not move with the recipe seed."""
+    check_split(split)
+    if config.path is None:
+        raise HsslUserError(f"npz needs data.path: set it to a .npz file with {_EXPECTED}")
+    train_file = Path(config.path).expanduser()
+    test_file = Path(config.test_path).expanduser() if config.test_path is not None else None
+
+    if test_file is None:
+        x, y = _read(train_file)
+        keep = stratified_split(y, config.test_fraction, split, str(train_file))
+        x, y, num_classes = x[keep], y[keep], int(y.max()) + 1
+    else:
+        x, y = _read(train_file if split == "train" else test_file)
+        other = _read_labels(test_file if split == "train" else train_file)
+        num_classes = int(max(y.max(), other.max())) + 1
+    return image_set(
+        np.ascontiguousarray(x), y, num_classes, f"npz/{split}", channels_last=x.ndim == 4
+    )
+
+
+def _open(path: Path) -> np.lib.npyio.NpzFile:
+    if not path.is_file():
+        raise HsslUserError(
+            f"npz file {path} not found: point data.path/test_path at a .npz with {_EXPECTED}"
+        )
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise HsslUserError(
+            f"{path} is not a readable .npz ({_one_line(err)}): save it with "
+            f"numpy.savez holding {_EXPECTED}"
+        ) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise HsslUserError(
+            f"{path} holds a single array, not an .npz archive: save it with "
+            f"numpy.savez(path, x=..., y=...) holding {_EXPECTED}"
+        )
+    missing = [key for key in ("x", "y") if key not in archive.files]
+    if missing:
+        archive.close()
+        raise HsslUserError(
+            f"{path} lacks key(s) {', '.join(missing)} (has "
+            f"{', '.join(archive.files) or 'none'}): it needs {_EXPECTED}"
+        )
+    return archive
+
+
+def _get(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    try:
+        return archive[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise HsslUserError(
+            f"{path}: array {key} is unreadable ({_one_line(err)}); it must be a "
+            f"plain (non-object) array, as the file needs {_EXPECTED}"
+        ) from None
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    with _open(path) as archive:
+        return _check_labels(_get(archive, "y", path), None, path)
+
+
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with _open(path) as archive:
+        x = _get(archive, "x", path)
+        y = _get(archive, "y", path)
+    if x.dtype != np.uint8:
+        raise HsslUserError(
+            f"{path}: x is {x.dtype}, not uint8: convert it (x.astype(numpy.uint8) "
+            f"of values 0..255); the file needs {_EXPECTED}"
+        )
+    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)) or x.shape[0] == 0:
+        raise HsslUserError(f"{path}: x has shape {x.shape}; the file needs {_EXPECTED}")
+    return x, _check_labels(y, x.shape[0], path)
+
+
+def _check_labels(y: np.ndarray, count: int | None, path: Path) -> np.ndarray:
+    if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or y.size == 0:
+        raise HsslUserError(f"{path}: y is {y.dtype} {y.shape}; the file needs {_EXPECTED}")
+    if count is not None and y.shape[0] != count:
+        raise HsslUserError(
+            f"{path}: y has {y.shape[0]} labels for {count} images in x; the file needs {_EXPECTED}"
+        )
+    if y.min() < 0:
+        raise HsslUserError(f"{path}: y has negative labels; use class indices 0..K-1")
+    return y.astype(np.int64)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__

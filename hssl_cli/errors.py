@@ -1,0 +1,9 @@
+"""Errors a user can fix. The CLI turns them into one stderr line and exit code 2."""
+
+
+class HsslUserError(Exception):
+    """A mistake in the user's input (recipe, option, file): the message names it and the fix."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left untouched."""

@@ -1,0 +1,139 @@
+"""Frozen-feature evaluation: linear probe and weighted kNN (METHODS §6).
+
+Features are extracted once, in eval mode and without augmentation, and cached
+in memory; the linear classifier is then fit on the cached features with
+full-batch L-BFGS (the "closed form / L-BFGS on cached features" protocol), so
+a probe costs one pass over the data plus seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hssl_cli.data import ImageSet
+from hssl_cli.models.backbone import Backbone
+from hssl_cli.progress import progress_bar
+from hssl_cli.recipe import ProbeConfig
+
+FEATURE_KINDS = ("invariant", "full")
+
+
+@dataclass
+class Features:
+    invariant: torch.Tensor  # [N, C]
+    full: torch.Tensor  # [N, C*|G|]
+    labels: torch.Tensor  # [N]
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: Backbone,
+    images: ImageSet,
+    device: torch.device,
+    batch_size: int,
+    quiet: bool = True,
+    label: str = "features",
+) -> Features:
+    """One pass in eval mode; the model's state is left as it was."""
+    was_training = backbone.training
+    backbone.eval()
+    invariant, full = [], []
+    total = len(images.labels)
+    with progress_bar(quiet) as progress:
+        task = progress.add_task(label, total=total, status="")
+        for start in range(0, total, batch_size):
+            batch = images.images[start : start + batch_size].to(device).float().div_(255)
+            output = backbone(batch)
+            invariant.append(output.invariant.float().cpu())
+            full.append(output.full.float().cpu())
+            progress.update(task, advance=len(batch))
+    backbone.train(was_training)
+    return Features(torch.cat(invariant), torch.cat(full), images.labels.clone())
+
+
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    k = min(k, scores.shape[1])
+    hits = (scores.topk(k, dim=1).indices == labels[:, None]).any(1)
+    return 100.0 * hits.float().mean().item()
+
+
+def fit_linear_classifier(
+    train: torch.Tensor, labels: torch.Tensor, num_classes: int, config: ProbeConfig
+) -> torch.nn.Linear:
+    """Multinomial logistic regression by full-batch L-BFGS on standardised features."""
+    torch.manual_seed(0)
+    classifier = torch.nn.Linear(train.shape[1], num_classes)
+    optimizer = torch.optim.LBFGS(
+        classifier.parameters(), lr=1.0, max_iter=config.steps, history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(classifier(train), labels)
+        loss = loss + config.weight_decay * classifier.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return classifier
+
+
+def linear_probe(
+    train: torch.Tensor,
+    train_labels: torch.Tensor,
+    test: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    config: ProbeConfig,
+) -> dict[str, float]:
+    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
+    classifier = fit_linear_classifier((train - mean) / std, train_labels, num_classes, config)
+    with torch.no_grad():
+        scores = classifier((test - mean) / std)
+    return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5)}
+
+
+@torch.no_grad()
+def knn_accuracy(
+    train: torch.Tensor,
+    train_labels: torch.Tensor,
+    test: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    k: int,
+    temperature: float,
+    chunk: int = 1024,
+) -> dict[str, float]:
+    """Weighted cosine kNN (Wu et al. 2018): votes ``exp(sim / t)`` from the ``k`` nearest."""
+    train_n = F.normalize(train, dim=1)
+    k = min(k, len(train_labels))
+    scores = []
+    for start in range(0, len(test), chunk):
+        similarity = F.normalize(test[start : start + chunk], dim=1) @ train_n.T
+        top, index = similarity.topk(k, dim=1)
+        votes = torch.zeros(len(top), num_classes)
+        votes.scatter_add_(1, train_labels[index], (top / temperature).exp())
+        scores.append(votes)
+    votes = torch.cat(scores)
+    return {"knn_top1": topk_accuracy(votes, test_labels, 1), "knn_top5": topk_accuracy(votes, test_labels, 5)}
+
+
+def evaluate_features(
+    train: Features, test: Features, num_classes: int, config: ProbeConfig
+) -> dict[str, dict[str, float]]:
+    """Linear and kNN accuracy for invariant and full (structured) features."""
+    results = {}
+    for kind in FEATURE_KINDS:
+        train_x, test_x = getattr(train, kind), getattr(test, kind)
+        results[kind] = {
+            **linear_probe(train_x, train.labels, test_x, test.labels, num_classes, config),
+            **knn_accuracy(
+                train_x, train.labels, test_x, test.labels, num_classes,
+                config.knn_k, config.knn_temperature,
+            ),
+        }
+    return results

@@ -1,0 +1,60 @@
+"""Backbones: a registry of builders, each taking the recipe's model section.
+
+A builder returns a :class:`~hssl_cli.models.backbone.Backbone`; adding one is a
+file plus a line in ``BACKBONES``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from hssl_cli.errors import HsslUserError
+
+if TYPE_CHECKING:
+    from hssl_cli.groups import Group
+    from hssl_cli.models.backbone import Backbone
+    from hssl_cli.recipe import ModelConfig
+
+
+class BackboneBuilder(Protocol):
+    def __call__(
+        self, config: ModelConfig, group: Group, in_channels: int, initialize: bool
+    ) -> Backbone: ...
+
+
+def build_cnn(config: ModelConfig, group: Group, in_channels: int, initialize: bool) -> Backbone:
+    """escnn CNN for a non-trivial group; its plain twin when unstructured or trivial."""
+    from hssl_cli.models.equivariant_cnn import EquivariantCNN
+    from hssl_cli.models.plain_cnn import PlainCNN
+
+    shape = (group, in_channels, config.widths, config.convs_per_stage, config.kernel_size)
+    if config.structure == "unstructured" or group.is_trivial:
+        return PlainCNN(*shape, config.group_pool)
+    return EquivariantCNN(*shape, config.group_pool, initialize=initialize)
+
+
+def build_resnet18(
+    config: ModelConfig, group: Group, in_channels: int, initialize: bool
+) -> Backbone:
+    from hssl_cli.models.resnet import CifarResNet18
+
+    if config.structure == "equivariant" and not group.is_trivial:
+        raise HsslUserError(
+            f"backbone resnet18 is not equivariant to {group.name}; use backbone cnn for an "
+            "escnn model, model.group=trivial, or model.structure=unstructured"
+        )
+    return CifarResNet18(group, in_channels, config.group_pool)
+
+
+BACKBONES: dict[str, BackboneBuilder] = {
+    "cnn": build_cnn,
+    "resnet18": build_resnet18,
+}
+
+
+def build_backbone(
+    config: ModelConfig, in_channels: int, initialize: bool = True
+) -> Backbone:
+    from hssl_cli.groups import get_group
+
+    return BACKBONES[config.backbone](config, get_group(config.group), in_channels, initialize)

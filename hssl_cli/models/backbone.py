@@ -1,0 +1,52 @@
+"""The contract every backbone honours, whatever its group or library."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from hssl_cli.groups import Group
+from hssl_cli.structured import BackboneOutput, read_output, split_fields
+
+
+class Backbone(nn.Module):
+    """Maps images in ``[0, 1]`` to a :class:`BackboneOutput`.
+
+    Normalisation lives inside the model (as buffers) so a checkpoint carries it and
+    the probe feeds the same raw images the trainer did; a per-channel affine map
+    commutes with every rotation and reflection.
+    """
+
+    def __init__(
+        self,
+        group: Group,
+        in_channels: int,
+        num_fields: int,
+        group_pool: Literal["max", "mean"],
+        structured: bool,
+    ) -> None:
+        super().__init__()
+        self.group = group
+        self.in_channels = in_channels
+        self.num_fields = num_fields
+        self.group_pool = group_pool
+        self.structured = structured
+        self.register_buffer("input_mean", torch.zeros(in_channels))
+        self.register_buffer("input_std", torch.ones(in_channels))
+
+    def set_normalization(self, mean: list[float], std: list[float]) -> None:
+        self.input_mean.copy_(torch.tensor(mean))
+        self.input_std.copy_(torch.tensor(std).clamp_min(1e-3))
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.input_mean.view(1, -1, 1, 1)) / self.input_std.view(1, -1, 1, 1)
+
+    def flat_feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, C*|G|, H, W]`` for normalised images; what subclasses implement."""
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> BackboneOutput:
+        flat = self.flat_feature_map(self.normalize(images))
+        return read_output(split_fields(flat, self.group.order), self.group_pool)

@@ -1,0 +1,45 @@
+"""The contract between the trainer and every SSL objective.
+
+An objective owns its heads and its view-making; it receives the backbone and a
+batch of images in ``[0, 1]`` and returns named scalars, of which ``loss`` is
+optimised and the rest are logged. The trainer knows nothing method-specific.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from hssl_cli.recipe import MethodConfig
+
+if TYPE_CHECKING:
+    from hssl_cli.models.backbone import Backbone
+    from hssl_cli.recipe import Recipe
+
+
+class ContrastiveConfig(MethodConfig):
+    """Options every NT-Xent objective shares."""
+
+    temperature: float = Field(default=0.5, gt=0)
+    projector_hidden_dim: int = Field(default=512, ge=1)
+    projector_out_dim: int = Field(default=128, ge=1)
+    fiber_bundle_size: int = Field(default=1, ge=1)
+    bundle_pool: Literal["mean", "max"] = "mean"
+
+
+class Objective(nn.Module):
+    Config: ClassVar[type[MethodConfig]]
+
+    def __init__(self, config: MethodConfig, backbone: Backbone) -> None:
+        super().__init__()
+        self.config = config
+
+    @classmethod
+    def check_recipe(cls, recipe: Recipe) -> None:
+        """Raise ``ValueError`` when the recipe's other sections do not suit this method."""
+
+    def forward(self, backbone: Backbone, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
