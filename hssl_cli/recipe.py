@@ -122,7 +122,7 @@ class OptimConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(default=10, ge=1)
+    epochs: int = Field(default=10, ge=0)  # 0 saves the random-init encoder (a baseline)
     batch_size: int = Field(default=128, ge=2)
     grad_clip: float | None = Field(default=None, gt=0)
 

@@ -214,4 +214,6 @@ def pretrain(
                     f"epoch {epoch + 1}/{epochs}  loss {last_loss:.4f}  "
                     f"{record['images_per_second']:,.0f} img/s  {seconds:.1f}s"
                 )
+    if epochs == 0 and not resuming:
+        save_checkpoint(out_dir / CHECKPOINT_NAME, backbone, objective, recipe, 0, feature_shapes)
     return TrainResult(out_dir, epochs, last_loss)

@@ -34,7 +34,8 @@ def load_npz(config: DataConfig, split: str) -> ImageSet:
     if test_file is None:
         x, y = _read(train_file)
         keep = stratified_split(y, config.test_fraction, split, str(train_file))
-        x, y, num_classes = x[keep], y[keep], int(y.max()) + 1
+        num_classes = int(y.max()) + 1  # from all labels, so both splits agree
+        x, y = x[keep], y[keep]
     else:
         x, y = _read(train_file if split == "train" else test_file)
         other = _read_labels(test_file if split == "train" else train_file)
