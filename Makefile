@@ -22,14 +22,13 @@ demo: install
 	rm -rf runs/demo
 	$(BIN)/hssl pretrain --recipe recipes/digits_rot4.yaml --out runs/demo
 	$(BIN)/hssl linear-probe runs/demo/checkpoint.safetensors
-	$(BIN)/hssl inspect-equivariance runs/demo/checkpoint.safetensors
 
 lint: install
 	$(BIN)/ruff check hssl_cli tests benchmarks
 	$(BIN)/ruff format --check hssl_cli tests benchmarks
 
 test: install lint
-	$(BIN)/pytest
+	$(BIN)/pytest -q
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -122,9 +122,7 @@ def colour_jitter(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torc
     return torch.where(on, out, images)
 
 
-_RGB_TO_YIQ = torch.tensor(
-    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]
-)
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
 
 def _rotate_hue(images: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:

@@ -126,7 +126,9 @@ def read_checkpoint(path: str | Path, overrides: list[str] | None = None) -> Che
         epoch = int(metadata["epoch"])
         json.loads(metadata["feature_shapes"])["input"]
     except (KeyError, ValueError) as err:
-        raise HsslUserError(f"checkpoint {path} has damaged metadata ({err}); re-run pretrain") from None
+        raise HsslUserError(
+            f"checkpoint {path} has damaged metadata ({err}); re-run pretrain"
+        ) from None
     return Checkpoint(recipe, epoch, metadata, tensors)
 
 
@@ -149,9 +151,7 @@ def load_backbone(checkpoint: Checkpoint, source: str) -> nn.Module:
     """Rebuild the backbone from the checkpoint's recipe alone, in eval mode."""
     from hssl_cli.models import build_backbone
 
-    backbone = build_backbone(
-        checkpoint.recipe.model, checkpoint.input_shape[0], initialize=False
-    )
+    backbone = build_backbone(checkpoint.recipe.model, checkpoint.input_shape[0], initialize=False)
     load_weights(backbone, checkpoint.weights(BACKBONE_PREFIX), source)
     return backbone.eval()
 
@@ -184,9 +184,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], layout: str) -> dict[
     return {"state": state, "param_groups": parsed["param_groups"]}
 
 
-def save_train_state(
-    path: Path, optimizer: torch.optim.Optimizer, epoch: int, step: int
-) -> None:
+def save_train_state(path: Path, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> None:
     tensors, layout = _flatten_optimizer(optimizer.state_dict())
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():

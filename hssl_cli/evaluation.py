@@ -64,10 +64,17 @@ def fit_linear_classifier(
     train: torch.Tensor, labels: torch.Tensor, num_classes: int, config: ProbeConfig
 ) -> torch.nn.Linear:
     """Multinomial logistic regression by full-batch L-BFGS on standardised features."""
-    torch.manual_seed(0)
     classifier = torch.nn.Linear(train.shape[1], num_classes)
+    with (
+        torch.no_grad()
+    ):  # convex problem: a zero start is deterministic and leaves global RNG alone
+        classifier.weight.zero_()
+        classifier.bias.zero_()
     optimizer = torch.optim.LBFGS(
-        classifier.parameters(), lr=1.0, max_iter=config.steps, history_size=20,
+        classifier.parameters(),
+        lr=1.0,
+        max_iter=config.steps,
+        history_size=20,
         line_search_fn="strong_wolfe",
     )
 
@@ -94,7 +101,10 @@ def linear_probe(
     classifier = fit_linear_classifier((train - mean) / std, train_labels, num_classes, config)
     with torch.no_grad():
         scores = classifier((test - mean) / std)
-    return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5)}
+    return {
+        "top1": topk_accuracy(scores, test_labels, 1),
+        "top5": topk_accuracy(scores, test_labels, 5),
+    }
 
 
 @torch.no_grad()
@@ -116,10 +126,14 @@ def knn_accuracy(
         similarity = F.normalize(test[start : start + chunk], dim=1) @ train_n.T
         top, index = similarity.topk(k, dim=1)
         votes = torch.zeros(len(top), num_classes)
-        votes.scatter_add_(1, train_labels[index], (top / temperature).exp())
+        weights = ((top - top[:, :1]) / temperature).exp()  # row max first: no overflow
+        votes.scatter_add_(1, train_labels[index], weights)
         scores.append(votes)
     votes = torch.cat(scores)
-    return {"knn_top1": topk_accuracy(votes, test_labels, 1), "knn_top5": topk_accuracy(votes, test_labels, 5)}
+    return {
+        "knn_top1": topk_accuracy(votes, test_labels, 1),
+        "knn_top5": topk_accuracy(votes, test_labels, 5),
+    }
 
 
 def evaluate_features(
@@ -132,8 +146,13 @@ def evaluate_features(
         results[kind] = {
             **linear_probe(train_x, train.labels, test_x, test.labels, num_classes, config),
             **knn_accuracy(
-                train_x, train.labels, test_x, test.labels, num_classes,
-                config.knn_k, config.knn_temperature,
+                train_x,
+                train.labels,
+                test_x,
+                test.labels,
+                num_classes,
+                config.knn_k,
+                config.knn_temperature,
             ),
         }
     return results

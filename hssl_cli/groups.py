@@ -159,7 +159,9 @@ class Group:
         """``T_g`` on ``[B, C, H, W]``: flip along the width, then rotate counter-clockwise."""
         return rotate_images(self.elements[element], images)
 
-    def act_on_images_per_sample(self, images: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
+    def act_on_images_per_sample(
+        self, images: torch.Tensor, elements: torch.Tensor
+    ) -> torch.Tensor:
         """Apply element ``elements[b]`` to image ``b`` (one batched op per distinct element)."""
         out = images.clone()
         for element in elements.unique().tolist():

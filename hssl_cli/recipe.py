@@ -8,6 +8,7 @@ typo (``train.epocs``) wastes a GPU day.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializeAsAny,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -38,11 +40,11 @@ class DataConfig(Section):
     name: str = "digits"
     root: str | None = None
     download: bool = False
-    image_size: int | None = Field(default=None, gt=0)
+    image_size: StrictInt | None = Field(default=None, gt=0)
     path: str | None = None
     test_path: str | None = None
-    limit_train: int | None = Field(default=None, gt=0)
-    limit_test: int | None = Field(default=None, gt=0)
+    limit_train: StrictInt | None = Field(default=None, gt=0)
+    limit_test: StrictInt | None = Field(default=None, gt=0)
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
 
     @field_validator("name")
@@ -59,9 +61,9 @@ class ModelConfig(Section):
     backbone: str = "cnn"
     group: str = "rot4"
     structure: Literal["equivariant", "unstructured"] = "equivariant"
-    widths: list[int] = Field(default_factory=lambda: [8, 16, 32], min_length=1)
-    convs_per_stage: int = Field(default=1, ge=1)
-    kernel_size: int = Field(default=3, ge=1)
+    widths: list[StrictInt] = Field(default_factory=lambda: [8, 16, 32], min_length=1)
+    convs_per_stage: StrictInt = Field(default=1, ge=1)
+    kernel_size: StrictInt = Field(default=3, ge=1)
     group_pool: Literal["max", "mean"] = "max"
 
     @field_validator("group")
@@ -83,7 +85,9 @@ class ModelConfig(Section):
     @classmethod
     def _odd_kernel(cls, size: int) -> int:
         if size % 2 == 0:
-            raise ValueError("kernel_size must be odd so that rotations map the kernel grid onto itself")
+            raise ValueError(
+                "kernel_size must be odd so that rotations map the kernel grid onto itself"
+            )
         return size
 
 
@@ -122,27 +126,29 @@ class OptimConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(default=10, ge=0)  # 0 saves the random-init encoder (a baseline)
-    batch_size: int = Field(default=128, ge=2)
+    epochs: StrictInt = Field(default=10, ge=0)  # 0 saves the random-init encoder (a baseline)
+    batch_size: StrictInt = Field(default=128, ge=2)
     grad_clip: float | None = Field(default=None, gt=0)
 
 
 class ProbeConfig(Section):
-    steps: int = Field(default=100, ge=1)
+    steps: StrictInt = Field(default=100, ge=1)
     weight_decay: float = Field(default=1e-4, ge=0)
-    batch_size: int = Field(default=512, ge=1)
-    knn_k: int = Field(default=200, ge=1)
+    batch_size: StrictInt = Field(default=512, ge=1)
+    knn_k: StrictInt = Field(default=200, ge=1)
     knn_temperature: float = Field(default=0.1, gt=0)
 
 
 class Recipe(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    method: SerializeAsAny[MethodConfig] = Field(default_factory=MethodConfig)
+    method: SerializeAsAny[MethodConfig] = Field(
+        default_factory=MethodConfig, validate_default=True
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
-    seed: int = 0
+    seed: StrictInt = 0
 
     @field_validator("method", mode="before")
     @classmethod
@@ -177,7 +183,9 @@ class Recipe(Section):
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise HsslUserError(f"recipe file not found: {path} (check the path; recipes live in recipes/)")
+        raise HsslUserError(
+            f"recipe file not found: {path} (check the path; recipes live in recipes/)"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -232,7 +240,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    raw = _deep_merge({}, raw)
+    raw = copy.deepcopy(raw)
     for text in overrides:
         keys, value = parse_override(text)
         node = raw
@@ -246,14 +254,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def _known_keys(section: str | int) -> list[str]:
+def _known_keys(section: str | int, method_name: str) -> list[str]:
     from hssl_cli.objectives import OBJECTIVES
 
     if section == "method":
-        fields: set[str] = set()
-        for objective in OBJECTIVES.values():
-            fields |= set(objective.Config.model_fields)
-        return sorted(fields)
+        objective = OBJECTIVES.get(method_name)
+        return list(objective.Config.model_fields) if objective else ["name"]
     field = Recipe.model_fields.get(str(section))
     annotation = getattr(field, "annotation", None)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -261,22 +267,39 @@ def _known_keys(section: str | int) -> list[str]:
     return []
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _owners(option: str) -> list[str]:
+    from hssl_cli.objectives import OBJECTIVES
+
+    return sorted(name for name, o in OBJECTIVES.items() if option in o.Config.model_fields)
+
+
+def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
     loc = [part for part in error["loc"] if not isinstance(part, int)]
     key = ".".join(str(part) for part in loc)
     if error["type"] == "extra_forbidden":
         parent = loc[0] if len(loc) > 1 else None
-        known = _known_keys(parent) if parent else list(Recipe.model_fields)
+        method = raw.get("method") if isinstance(raw.get("method"), dict) else {}
+        method_name = str(method.get("name", "hssl"))
+        owners = _owners(str(loc[-1])) if parent == "method" and len(loc) == 2 else []
+        if owners:
+            return (
+                f"'{key}' is not an option of method {method_name} "
+                f"(it belongs to {', '.join(owners)}); remove it or change method.name"
+            )
+        known = _known_keys(parent, method_name) if parent else list(Recipe.model_fields)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        hint = f"did you mean '{'.'.join([*map(str, loc[:-1]), close[0]])}'?" if close else (
-            f"known keys here: {', '.join(known)}"
+        hint = (
+            f"did you mean '{'.'.join([*map(str, loc[:-1]), close[0]])}'?"
+            if close
+            else (f"known keys here: {', '.join(known)}")
         )
         return f"unknown recipe key '{key}'; {hint}"
     message = error["msg"].removeprefix("Value error, ")
     given = error.get("input")
     shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
-    where = f"'{key}'" if key else "recipe"
-    return f"bad recipe value for {where}: {message}{shown}"
+    if not key:
+        return message
+    return f"bad recipe value for '{key}': {message}{shown}"
 
 
 def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
@@ -286,7 +309,7 @@ def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         first = err.errors(include_url=False)[0]
         more = len(err.errors()) - 1
         extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise HsslUserError(f"{source}: {_describe(first)}{extra}") from None
+        raise HsslUserError(f"{source}: {_describe(first, raw)}{extra}") from None
     except HsslUserError as err:
         raise HsslUserError(f"{source}: {err}") from None
 
@@ -299,5 +322,14 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
 def recipe_from_yaml(text: str, overrides: list[str] | None = None) -> Recipe:
     """Rebuild a recipe stored in a checkpoint (already resolved, no ``base:``)."""
-    raw = yaml.safe_load(text) or {}
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        raise HsslUserError(
+            "the checkpoint's stored recipe is damaged (not valid YAML); re-run pretrain"
+        ) from None
+    if not isinstance(raw, dict):
+        raise HsslUserError(
+            "the checkpoint's stored recipe is damaged (not a mapping); re-run pretrain"
+        )
     return validate_recipe(apply_overrides(raw, overrides or []), source="checkpoint recipe")

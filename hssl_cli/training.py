@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +55,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(config: OptimConfig, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(
+    config: OptimConfig, parameters: list[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
     if config.name == "sgd":
         return torch.optim.SGD(
             parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -68,6 +74,22 @@ def learning_rate(config: OptimConfig, step: int, steps_per_epoch: int, epochs: 
     progress = min(1.0, (step - warmup) / max(1.0, total - warmup))
     floor = config.min_lr_ratio
     return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, so checkpoint and training state stay a matching pair."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -132,8 +154,15 @@ def pretrain(
     if resuming:
         checkpoint = read_checkpoint(out_dir / CHECKPOINT_NAME)
         load_weights(backbone, checkpoint.weights(BACKBONE_PREFIX), str(out_dir / CHECKPOINT_NAME))
-        load_weights(objective, checkpoint.weights(OBJECTIVE_PREFIX), str(out_dir / CHECKPOINT_NAME))
+        load_weights(
+            objective, checkpoint.weights(OBJECTIVE_PREFIX), str(out_dir / CHECKPOINT_NAME)
+        )
         start_epoch, step = load_train_state(state_path, optimizer)
+        if start_epoch != checkpoint.epoch:
+            raise HsslUserError(
+                f"{state_path} (epoch {start_epoch}) does not match {CHECKPOINT_NAME} "
+                f"(epoch {checkpoint.epoch}); start a new run with another --out"
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RECIPE_NAME).write_text(recipe.to_yaml())
 
@@ -153,12 +182,15 @@ def pretrain(
     epochs = recipe.train.epochs
     last_loss = float("nan")
     with progress_bar(quiet) as progress:
-        task = progress.add_task("pretrain", total=(epochs - start_epoch) * steps_per_epoch, status="")
+        task = progress.add_task(
+            "pretrain", total=(epochs - start_epoch) * steps_per_epoch, status=""
+        )
         for epoch in range(start_epoch, epochs):
             backbone.train()
             objective.train()
             order = torch.randperm(
-                len(train_set.labels), generator=torch.Generator().manual_seed(recipe.seed * 10007 + epoch)
+                len(train_set.labels),
+                generator=torch.Generator().manual_seed(recipe.seed * 10007 + epoch),
             ).to(device)
             sums: dict[str, float] = {}
             started = time.perf_counter()
@@ -195,10 +227,6 @@ def pretrain(
             seconds = time.perf_counter() - started
             means = {name: total / steps_per_epoch for name, total in sums.items()}
             last_loss = means["loss"]
-            save_checkpoint(
-                out_dir / CHECKPOINT_NAME, backbone, objective, recipe, epoch + 1, feature_shapes
-            )
-            save_train_state(state_path, optimizer, epoch + 1, step)
             record = {
                 "epoch": epoch + 1,
                 "step": step,
@@ -207,8 +235,18 @@ def pretrain(
                 "images_per_second": round(steps_per_epoch * batch_size / seconds, 2),
                 **means,
             }
-            with open(out_dir / METRICS_NAME, "a") as metrics:
-                metrics.write(json.dumps(record) + "\n")
+            with deferred_interrupt():
+                save_checkpoint(
+                    out_dir / CHECKPOINT_NAME,
+                    backbone,
+                    objective,
+                    recipe,
+                    epoch + 1,
+                    feature_shapes,
+                )
+                save_train_state(state_path, optimizer, epoch + 1, step)
+                with open(out_dir / METRICS_NAME, "a") as metrics:
+                    metrics.write(json.dumps(record) + "\n")
             if not progress.disable:
                 progress.console.log(
                     f"epoch {epoch + 1}/{epochs}  loss {last_loss:.4f}  "

@@ -23,7 +23,9 @@ def linear_probe(
     from hssl_cli.probe import probe_checkpoint
     from hssl_cli.training import select_device
 
-    report = probe_checkpoint(checkpoint, overrides or [], select_device(device), quiet or json_output)
+    report = probe_checkpoint(
+        checkpoint, overrides or [], select_device(device), quiet or json_output
+    )
     if json_output:
         typer.echo(json.dumps(report))
         return

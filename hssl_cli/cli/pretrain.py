@@ -26,7 +26,8 @@ def pretrain(
 ) -> None:
     """Pretrain a backbone with the recipe's SSL method; writes DIR/checkpoint.safetensors."""
     from hssl_cli.recipe import load_recipe
-    from hssl_cli.training import CHECKPOINT_NAME, pretrain as run_pretrain, select_device
+    from hssl_cli.training import CHECKPOINT_NAME, select_device
+    from hssl_cli.training import pretrain as run_pretrain
 
     resolved = load_recipe(recipe, overrides)
     out_dir = out or Path("runs") / recipe.stem

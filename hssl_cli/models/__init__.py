@@ -52,9 +52,7 @@ BACKBONES: dict[str, BackboneBuilder] = {
 }
 
 
-def build_backbone(
-    config: ModelConfig, in_channels: int, initialize: bool = True
-) -> Backbone:
+def build_backbone(config: ModelConfig, in_channels: int, initialize: bool = True) -> Backbone:
     from hssl_cli.groups import get_group
 
     return BACKBONES[config.backbone](config, get_group(config.group), in_channels, initialize)

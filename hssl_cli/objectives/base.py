@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, StrictInt
 from torch import nn
 
 from hssl_cli.recipe import MethodConfig
@@ -24,10 +24,23 @@ class ContrastiveConfig(MethodConfig):
     """Options every NT-Xent objective shares."""
 
     temperature: float = Field(default=0.5, gt=0)
-    projector_hidden_dim: int = Field(default=512, ge=1)
-    projector_out_dim: int = Field(default=128, ge=1)
-    fiber_bundle_size: int = Field(default=1, ge=1)
+    projector_hidden_dim: StrictInt = Field(default=512, ge=1)
+    projector_out_dim: StrictInt = Field(default=128, ge=1)
+    fiber_bundle_size: StrictInt = Field(default=1, ge=1)
     bundle_pool: Literal["mean", "max"] = "mean"
+
+
+def check_sizes_fit_group(recipe: Recipe, keys: tuple[str, ...]) -> None:
+    """Neighbourhood sizes (``G0``, spread) cannot exceed ``|G|``."""
+    from hssl_cli.groups import get_group
+
+    order = get_group(recipe.model.group).order
+    for key in keys:
+        value = getattr(recipe.method, key, None)
+        if value is not None and value > order:
+            raise ValueError(
+                f"method.{key}={value} exceeds |G|={order} of group {recipe.model.group}"
+            )
 
 
 class Objective(nn.Module):
@@ -40,6 +53,7 @@ class Objective(nn.Module):
     @classmethod
     def check_recipe(cls, recipe: Recipe) -> None:
         """Raise ``ValueError`` when the recipe's other sections do not suit this method."""
+        check_sizes_fit_group(recipe, ("fiber_bundle_size",))
 
     def forward(self, backbone: Backbone, images: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError

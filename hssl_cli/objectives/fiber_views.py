@@ -55,7 +55,7 @@ class FiberViews(nn.Module):
         return self.read(fibers, identity)
 
     def sample_pairs(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``g1`` uniform on ``G``; ``g2 = g1 d`` with ``d`` uniform on the allowed displacements."""
+        """``g1`` uniform on ``G``; ``g2 = g1 d``, ``d`` uniform on the allowed displacements."""
         device = self.multiplication.device
         first = torch.randint(self.group.order, (batch,), device=device)
         choice = torch.randint(len(self.displacements), (batch,), device=device)

@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from hssl_cli.augment import BaseAugmentation
 from hssl_cli.groups import get_group
-from hssl_cli.objectives.base import ContrastiveConfig, Objective
+from hssl_cli.objectives.base import ContrastiveConfig, Objective, check_sizes_fit_group
 from hssl_cli.objectives.fiber_views import FiberViews
 from hssl_cli.objectives.heads import projection_head
 from hssl_cli.objectives.ntxent import nt_xent, pair_accuracy
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 class HsslConfig(ContrastiveConfig):
     name: Literal["hssl"] = "hssl"
     pair_sampling: Literal["distinct", "iid"] = "distinct"
-    spread: int | None = Field(default=None, ge=1)
+    spread: StrictInt | None = Field(default=None, ge=1)
     base_loss: Literal["infonce"] = "infonce"
     augment: AugmentConfig | None = None
     all_fibers_positive: bool = False
@@ -61,12 +61,7 @@ class HsslObjective(Objective):
     def check_recipe(cls, recipe: Recipe) -> None:
         config: HsslConfig = recipe.method  # type: ignore[assignment]
         group = get_group(recipe.model.group)
-        for key in ("fiber_bundle_size", "spread"):
-            value = getattr(config, key)
-            if value is not None and value > group.order:
-                raise ValueError(
-                    f"method.{key}={value} exceeds |G|={group.order} of group {group.name}"
-                )
+        check_sizes_fit_group(recipe, ("fiber_bundle_size", "spread"))
         if config.augment is not None and config.augment.group_element:
             raise ValueError(
                 "hssl reads the group part of a view from fibers; "
@@ -86,7 +81,7 @@ class HsslObjective(Objective):
         fibers: tuple[torch.Tensor, torch.Tensor],
         elements: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
-        """Projected views ``[2B, D]`` for given per-sample elements (fixed for the identity test)."""
+        """Projected views ``[2B, D]`` for given per-sample elements ``(g1, g2)``."""
         features = [self.views.read(f, g) for f, g in zip(fibers, elements, strict=True)]
         return self.head(torch.cat(features))
 

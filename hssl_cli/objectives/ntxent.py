@@ -1,7 +1,8 @@
 """NT-Xent (InfoNCE) with any number of positives per sample.
 
 With two views per sample it is SimCLR's loss (Chen et al. 2020, METHODS §1):
-``-(1/2N) sum_i sum_{a != b} log exp(s(z_i^a, z_i^b)/tau) / sum_{(j,c) != (i,a)} exp(s(z_i^a, z_j^c)/tau)``.
+``-(1/2N) sum_i sum_{a != b} log exp(s(z_i^a, z_i^b)/tau)
+/ sum_{(j,c) != (i,a)} exp(s(z_i^a, z_j^c)/tau)``.
 With more views, each anchor averages the log-probability of all its positives,
 as SupCon does; H-SSL uses that to read every fiber as a view (METHODS §2).
 
