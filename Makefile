@@ -22,6 +22,7 @@ demo: install
 	rm -rf runs/demo
 	$(BIN)/hssl pretrain --recipe recipes/digits_rot4.yaml --out runs/demo
 	$(BIN)/hssl linear-probe runs/demo/checkpoint.safetensors
+	$(BIN)/hssl inspect-equivariance runs/demo/checkpoint.safetensors --plot runs/demo/equivariance.png
 
 lint: install
 	$(BIN)/ruff check hssl_cli tests benchmarks

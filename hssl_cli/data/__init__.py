@@ -65,6 +65,29 @@ DATASETS: dict[str, Loader] = {
 }
 
 
+# Image shape (channels, height, width) each data set yields before data.image_size, so a
+# model can be built without the data (random-noise inputs). None: only the files know.
+NATIVE_SHAPES: dict[str, tuple[int, int, int] | None] = {
+    "digits": (1, 32, 32),
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "stl10": (3, 96, 96),
+    "imagefolder": None,
+    "npz": None,
+}
+
+
+def image_shape(config: DataConfig) -> tuple[int, int, int] | None:
+    """The shape ``load_images`` will give, when it can be known without reading files."""
+    native = NATIVE_SHAPES.get(config.name)
+    if native is None:
+        return None
+    size = config.image_size
+    return (native[0], size, size) if size is not None else native
+
+
 def load_images(config: DataConfig, split: str) -> ImageSet:
     """Load one split, then apply the recipe's limit and size so every data set obeys them alike."""
     import torch

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -47,6 +49,30 @@ class Backbone(nn.Module):
         """``[B, C*|G|, H, W]`` for normalised images; what subclasses implement."""
         raise NotImplementedError
 
+    def stage_outputs(self, images: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """Flat maps ``[B, C*|G|, H, W]`` after each stage whose output type is regular fields.
+
+        What ``hssl inspect-equivariance`` measures layer by layer; the last entry is the
+        map :meth:`forward` reads.
+        """
+        raise NotImplementedError
+
     def forward(self, images: torch.Tensor) -> BackboneOutput:
         flat = self.flat_feature_map(self.normalize(images))
         return read_output(split_fields(flat, self.group.order), self.group_pool)
+
+
+def trace_stages(
+    modules: Iterable[nn.Module], inputs: Any, unwrap: Callable[[Any], torch.Tensor]
+) -> list[tuple[str, torch.Tensor]]:
+    """Run ``modules`` in turn, keeping the output after each activation and each pooling."""
+    outputs: list[tuple[str, torch.Tensor]] = []
+    counts: Counter[str] = Counter()
+    for module in modules:
+        inputs = module(inputs)
+        kind = type(module).__name__
+        stage = "conv" if "ReLU" in kind else "pool" if "Pool" in kind else None
+        if stage:
+            counts[stage] += 1
+            outputs.append((f"{stage}{counts[stage]}", unwrap(inputs)))
+    return outputs

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 
 from hssl_cli.groups import Group
-from hssl_cli.models.backbone import Backbone
+from hssl_cli.models.backbone import Backbone, trace_stages
 
 
 class EquivariantCNN(Backbone):
@@ -57,3 +57,9 @@ class EquivariantCNN(Backbone):
         from escnn import nn as enn
 
         return self.layers(enn.GeometricTensor(images, self.in_type)).tensor
+
+    def stage_outputs(self, images: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        from escnn import nn as enn
+
+        start = enn.GeometricTensor(self.normalize(images), self.in_type)
+        return trace_stages(self.layers.children(), start, lambda g: g.tensor)

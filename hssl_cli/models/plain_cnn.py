@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from hssl_cli.groups import Group
-from hssl_cli.models.backbone import Backbone
+from hssl_cli.models.backbone import Backbone, trace_stages
 
 
 class PlainCNN(Backbone):
@@ -44,3 +44,6 @@ class PlainCNN(Backbone):
 
     def flat_feature_map(self, images: torch.Tensor) -> torch.Tensor:
         return self.layers(images)
+
+    def stage_outputs(self, images: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        return trace_stages(self.layers.children(), self.normalize(images), lambda t: t)

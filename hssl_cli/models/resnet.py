@@ -39,3 +39,14 @@ class CifarResNet18(Backbone):
 
     def flat_feature_map(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
+
+    def stage_outputs(self, images: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        names = ["stem", "layer1", "layer2", "layer3", "layer4"]
+        outputs, current = [], self.normalize(images)
+        modules = list(self.body.children())
+        current = modules[2](modules[1](modules[0](current)))
+        outputs.append((names[0], current))
+        for name, layer in zip(names[1:], modules[3:], strict=True):
+            current = layer(current)
+            outputs.append((name, current))
+        return outputs

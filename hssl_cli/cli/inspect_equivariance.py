@@ -1,0 +1,134 @@
+"""``hssl inspect-equivariance``: per layer and per group element, how equivariant is a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hssl_cli.cli.options import DeviceOption, JsonOption, QuietOption, SetOption, report_errors
+
+
+def _scientific(value: float) -> str:
+    """Compact scientific notation: ``1.5e-7``, ``0``."""
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _style(error: float | None) -> str:
+    if error is None:
+        return "[dim]—[/dim]"
+    colour = "green" if error <= 1e-5 else "yellow" if error <= 1e-2 else "red"
+    return f"[{colour}]{_scientific(error)}[/{colour}]"
+
+
+def _table(report: dict[str, Any], title: str) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("layer", no_wrap=True)
+    for element in report["elements"]:
+        table.add_column(element, justify="right")
+    for layer in report["layers"]:
+        table.add_row(layer["name"], *(_style(layer["rel_err"][e]) for e in report["elements"]))
+    table.add_section()
+    table.add_row("pooled", *(_style(report["invariant_err"][e]) for e in report["elements"]))
+    shifts = [report["structured"][e] for e in report["elements"]]
+    table.add_row("fiber shift", *(s["best_shift"] for s in shifts))
+    table.add_row("shift error", *(_style(s["best_shift_err"]) for s in shifts))
+    return table
+
+
+def _sweep_line(sweep: dict[str, list[float]]) -> str:
+    if not sweep.get("angles"):
+        return ""
+    model = sweep["model_invariant_err"]
+    worst = max(range(len(model)), key=model.__getitem__)
+    line = (
+        f"rotation sweep: worst invariance error {model[worst]:.1e} at {sweep['angles'][worst]:g}°"
+    )
+    if "trivial_group_invariant_err" in sweep:
+        line += f" (trivial-group twin: {max(sweep['trivial_group_invariant_err']):.1e})"
+    return line
+
+
+@report_errors
+def inspect_equivariance(
+    checkpoint: Annotated[
+        Path | None, typer.Argument(help="A checkpoint.safetensors (or use --recipe).")
+    ] = None,
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", "-r", help="Inspect a random-init model of a recipe.")
+    ] = None,
+    overrides: SetOption = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Group to test (default: the model's), e.g. rot8.")
+    ] = None,
+    data: Annotated[
+        str, typer.Option("--data", help="recipe (test images of the recipe's data) or noise.")
+    ] = "recipe",
+    samples: Annotated[int, typer.Option("--samples", help="Number of images.")] = 64,
+    angles: Annotated[
+        str,
+        typer.Option("--angles", help="Continuous sweep START:STOP:STEP in degrees; 'none' skips."),
+    ] = "0:360:15",
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot here.")] = None,
+    device: DeviceOption = "auto",
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Measure ||f(T_g x) - rho(g) f(x)|| / ||f(x)|| per layer and element, and a rotation sweep."""
+    from hssl_cli.equivariance import parse_angles
+    from hssl_cli.errors import HsslUserError
+    from hssl_cli.inspection import inspect_model
+    from hssl_cli.training import select_device
+
+    if data not in ("recipe", "noise"):
+        raise HsslUserError(f"--data {data!r}: use recipe or noise")
+    sweep_angles = [] if angles == "none" else parse_angles(angles)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise HsslUserError(f"--plot {plot}: give a .png path")
+    result = inspect_model(
+        checkpoint,
+        recipe,
+        overrides or [],
+        group,
+        data,
+        samples,
+        sweep_angles,
+        select_device(device),
+    )
+    report = result.report.to_dict()
+    title = (
+        f"{result.source}: {report['group']} on a {report['model_group']} model, "
+        f"{result.samples} {data} images"
+    )
+    if plot is not None:
+        from hssl_cli.plots import plot_equivariance
+
+        plot_equivariance(report, plot, title)
+    if json_output:
+        typer.echo(
+            json.dumps({"source": result.source, "samples": result.samples, "data": data, **report})
+        )
+        return
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # a file or pipe: no need to squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(_table(report, title))
+    colour = {"exactly": "green", "approximately": "yellow"}.get(
+        report["verdict"].split()[0], "red"
+    )
+    console.print(f"verdict: [bold {colour}]{report['verdict']}[/]")
+    line = _sweep_line(report["sweep"])
+    if line:
+        console.print(line)
+    if plot is not None and not quiet:
+        console.print(f"plot: {plot}")

@@ -1,0 +1,108 @@
+"""Prepare an equivariance inspection: the model (checkpoint or recipe), inputs and baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from hssl_cli.data import ImageSet
+from hssl_cli.equivariance import Report, measure
+from hssl_cli.errors import HsslUserError
+from hssl_cli.groups import get_group
+from hssl_cli.models.backbone import Backbone
+from hssl_cli.recipe import Recipe
+
+
+@dataclass
+class Inspection:
+    source: str
+    recipe: Recipe
+    samples: int
+    data: str
+    report: Report
+
+
+def _model_from(
+    checkpoint: Path | None, recipe_path: Path | None, overrides: list[str]
+) -> tuple[str, Recipe, Backbone | None, list[int] | None]:
+    if (checkpoint is None) == (recipe_path is None):
+        raise HsslUserError("give a CHECKPOINT or --recipe PATH (exactly one of them)")
+    if checkpoint is not None:
+        from hssl_cli.checkpoint import load_backbone, read_checkpoint
+
+        loaded = read_checkpoint(checkpoint, overrides)
+        return (
+            str(checkpoint),
+            loaded.recipe,
+            load_backbone(loaded, str(checkpoint)),
+            loaded.input_shape,
+        )
+    from hssl_cli.recipe import load_recipe
+
+    assert recipe_path is not None
+    return f"{recipe_path} (random init)", load_recipe(recipe_path, overrides), None, None
+
+
+def _inputs(
+    recipe: Recipe, data: Literal["recipe", "noise"], samples: int, shape: list[int] | None
+) -> tuple[torch.Tensor, ImageSet | None]:
+    """Test-split images (or uniform noise of the model's input shape) in ``[0, 1]``."""
+    from hssl_cli.data import image_shape, load_images
+
+    if data == "recipe":
+        loaded = load_images(recipe.data, "test")
+        return loaded.images[:samples].float() / 255, loaded
+    known = shape or image_shape(recipe.data)
+    if known is None:  # only the files know the shape
+        known = list(load_images(recipe.data, "test").images.shape[1:])
+    generator = torch.Generator().manual_seed(recipe.seed)
+    return torch.rand(samples, *known, generator=generator), None
+
+
+def _trivial_baseline(recipe: Recipe, model: Backbone) -> Backbone:
+    """The same architecture with the trivial group: widths x |G| plain channels, random init."""
+    from hssl_cli.models import build_backbone
+
+    order = model.group.order
+    config = recipe.model.model_copy(
+        update={"group": "trivial", "widths": [w * order for w in recipe.model.widths]}
+    )
+    torch.manual_seed(recipe.seed)
+    baseline = build_backbone(config, model.in_channels)
+    baseline.input_mean.copy_(model.input_mean)
+    baseline.input_std.copy_(model.input_std)
+    return baseline
+
+
+def inspect_model(
+    checkpoint: Path | None,
+    recipe_path: Path | None,
+    overrides: list[str],
+    group_name: str | None,
+    data: Literal["recipe", "noise"],
+    samples: int,
+    angles: list[float],
+    device: torch.device,
+) -> Inspection:
+    from hssl_cli.data import channel_stats
+    from hssl_cli.models import build_backbone
+
+    if samples < 1:
+        raise HsslUserError(f"--samples {samples}: need at least 1 image")
+    source, recipe, backbone, shape = _model_from(checkpoint, recipe_path, overrides)
+    images, loaded = _inputs(recipe, data, samples, shape)
+    if backbone is None:
+        torch.manual_seed(recipe.seed)
+        backbone = build_backbone(recipe.model, images.shape[1])
+        if loaded is not None:
+            backbone.set_normalization(*channel_stats(loaded))
+    group = get_group(group_name or recipe.model.group)
+    baseline = _trivial_baseline(recipe, backbone) if angles else None
+    backbone.to(device)
+    if baseline is not None:
+        baseline.to(device)
+    report = measure(backbone, images.to(device), group, angles, baseline)
+    return Inspection(source, recipe, len(images), data, report)

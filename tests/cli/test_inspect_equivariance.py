@@ -1,0 +1,113 @@
+"""``hssl inspect-equivariance`` on tiny models."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hssl_cli.cli.main import app
+
+TINY = {
+    "data": {"name": "digits", "limit_test": 16, "limit_train": 64, "image_size": 16},
+    "model": {"group": "rot4", "widths": [2, 3]},
+    "method": {"name": "hssl", "projector_hidden_dim": 8, "projector_out_dim": 4},
+    "train": {"epochs": 0, "batch_size": 32},
+}
+
+
+@pytest.fixture()
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def walk(node, path=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, f"{path}[{index}]")
+    elif isinstance(node, float | int) and not isinstance(node, bool):
+        yield path, float(node)
+
+
+def test_json_from_recipe_holds_layers_elements_and_sweep(recipe: Path) -> None:
+    result = invoke(
+        "inspect-equivariance", "--recipe", str(recipe), "--json", "--angles", "0:180:45"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["verdict"].startswith("exactly")
+    assert report["elements"] == ["rot0", "rot90", "rot180", "rot270"]
+    assert set(report["layers"][0]["rel_err"]) == set(report["elements"])
+    errors = [v for p, v in walk(report) if "err" in p and "sweep" not in p]
+    assert errors and max(errors) < 1e-5
+    assert report["sweep"]["angles"] == [0, 45, 90, 135]
+    assert len(report["sweep"]["trivial_group_invariant_err"]) == 4
+
+
+def test_unstructured_twin_fails_and_plot_is_written(recipe: Path, tmp_path: Path) -> None:
+    plot = tmp_path / "eq.png"
+    result = invoke(
+        "inspect-equivariance",
+        "--recipe",
+        str(recipe),
+        "--set",
+        "model.structure=unstructured",
+        "--data",
+        "noise",
+        "--samples",
+        "8",
+        "--plot",
+        str(plot),
+        "--angles",
+        "0:360:90",
+    )
+    assert result.exit_code == 0, result.output
+    assert "not equivariant" in result.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoint_input_and_user_errors(recipe: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    trained = invoke("pretrain", "--recipe", str(recipe), "--out", str(out), "-q")
+    assert trained.exit_code == 0, trained.output
+    checkpoint = str(out / "checkpoint.safetensors")
+    ok = invoke("inspect-equivariance", checkpoint, "--angles", "none", "--samples", "4")
+    assert ok.exit_code == 0, ok.output
+    assert "exactly equivariant" in ok.stdout
+
+    trivial = tmp_path / "trivial"
+    invoke(
+        "pretrain",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(trivial),
+        "-q",
+        "--set",
+        "model.group=trivial",
+        "--set",
+        "method.augment={}",
+    )
+    cases = [
+        (checkpoint, "--group", "rot5000flipx"),
+        (checkpoint, "--group", "rot4flip"),
+        (str(trivial / "checkpoint.safetensors"), "--group", "rot4"),
+        (checkpoint, "--angles", "0:10"),
+        (checkpoint, "--data", "camera"),
+        ("--recipe", str(recipe), checkpoint),
+        (checkpoint, "--plot", str(tmp_path / "plot.pdf")),
+    ]
+    for args in cases:
+        result = invoke("inspect-equivariance", *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
