@@ -29,15 +29,6 @@ from hssl_cli.recipe import validate_recipe
 SHAPES = {"input": [1, 32, 32], "fibers": [4, 4]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: extra threads only contend with whatever else runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

@@ -36,15 +36,6 @@ def random_task(n, seed, dim=10):
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: extra threads only contend with whatever else runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def unit(angle):
     return [math.cos(angle), math.sin(angle)]
 
