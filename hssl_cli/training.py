@@ -179,6 +179,8 @@ def pretrain(
     }
 
     images_on_device = train_set.images.to(device)
+    labels_on_device = train_set.labels.to(device)
+    total_steps = recipe.train.epochs * steps_per_epoch
     epochs = recipe.train.epochs
     last_loss = float("nan")
     with progress_bar(quiet) as progress:
@@ -200,7 +202,7 @@ def pretrain(
                     group["lr"] = rate
                 indices = order[batch_index * batch_size : (batch_index + 1) * batch_size]
                 images = images_on_device[indices].float().div_(255)
-                values = objective(backbone, images)
+                values = objective(backbone, images, labels_on_device[indices])
                 loss = values["loss"]
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
@@ -214,6 +216,7 @@ def pretrain(
                     torch.nn.utils.clip_grad_norm_(parameters, recipe.train.grad_clip)
                 optimizer.step()
                 step += 1
+                objective.after_step(backbone, step, total_steps)
                 for name, value in values.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 seen = (batch_index + 1) * batch_size

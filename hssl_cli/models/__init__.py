@@ -55,4 +55,6 @@ BACKBONES: dict[str, BackboneBuilder] = {
 def build_backbone(config: ModelConfig, in_channels: int, initialize: bool = True) -> Backbone:
     from hssl_cli.groups import get_group
 
-    return BACKBONES[config.backbone](config, get_group(config.group), in_channels, initialize)
+    backbone = BACKBONES[config.backbone](config, get_group(config.group), in_channels, initialize)
+    backbone.model_config = config  # lets an objective build a twin (BYOL's target)
+    return backbone

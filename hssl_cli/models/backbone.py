@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
 
 from hssl_cli.groups import Group
 from hssl_cli.structured import BackboneOutput, read_output, split_fields
+
+if TYPE_CHECKING:
+    from hssl_cli.recipe import ModelConfig
 
 
 class Backbone(nn.Module):
@@ -35,6 +38,7 @@ class Backbone(nn.Module):
         self.num_fields = num_fields
         self.group_pool = group_pool
         self.structured = structured
+        self.model_config: ModelConfig | None = None  # set by build_backbone
         self.register_buffer("input_mean", torch.zeros(in_channels))
         self.register_buffer("input_std", torch.ones(in_channels))
 

@@ -1,8 +1,9 @@
 """The contract between the trainer and every SSL objective.
 
 An objective owns its heads and its view-making; it receives the backbone and a
-batch of images in ``[0, 1]`` and returns named scalars, of which ``loss`` is
-optimised and the rest are logged. The trainer knows nothing method-specific.
+batch of images in ``[0, 1]`` (and their labels) and returns named scalars, of which
+``loss`` is optimised and the rest are logged; ``after_step`` runs after each
+optimiser step. The trainer knows nothing method-specific.
 """
 
 from __future__ import annotations
@@ -55,5 +56,15 @@ class Objective(nn.Module):
         """Raise ``ValueError`` when the recipe's other sections do not suit this method."""
         check_sizes_fit_group(recipe, ("fiber_bundle_size",))
 
-    def forward(self, backbone: Backbone, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Named scalars for a batch of images in ``[0, 1]``; ``loss`` is minimised.
+
+        ``labels`` are the batch's class labels, for the few objectives whose experiment
+        uses them (E-SSL's explaining-away variants); the others ignore them.
+        """
         raise NotImplementedError
+
+    def after_step(self, backbone: Backbone, step: int, total_steps: int) -> None:
+        """Called after each optimiser step (e.g. a BYOL target's moving average)."""

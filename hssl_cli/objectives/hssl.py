@@ -85,7 +85,9 @@ class HsslObjective(Objective):
         features = [self.views.read(f, g) for f, g in zip(fibers, elements, strict=True)]
         return self.head(torch.cat(features))
 
-    def forward(self, backbone: Backbone, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         batch = images.shape[0]
         if self.augment is not None:
             fibers = tuple(backbone(self.augment(images)).fibers for _ in range(2))

@@ -52,7 +52,9 @@ class SimclrObjective(Objective):
         """Projected views ``[2B, D]`` of two already augmented batches."""
         return self.head(torch.cat([self.read(backbone(view)) for view in views]))
 
-    def forward(self, backbone: Backbone, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         embeddings = self.embed(backbone, (self.augment(images), self.augment(images)))
         sample_ids = torch.arange(images.shape[0], device=images.device).repeat(2)
         loss = nt_xent(embeddings, sample_ids, self.config.temperature)

@@ -126,9 +126,9 @@ def test_nan_loss_stops_with_last_checkpoint_intact(
     original = HsslObjective.forward
     calls = {"n": 0}
 
-    def poisoned(self, backbone, images):
+    def poisoned(self, backbone, images, labels=None):
         calls["n"] += 1
-        values = original(self, backbone, images)
+        values = original(self, backbone, images, labels)
         if calls["n"] > 4:  # 3 steps per epoch: dies in epoch 2
             values["loss"] = values["loss"] * torch.tensor(float("nan"))
         return values
