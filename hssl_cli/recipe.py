@@ -81,6 +81,15 @@ class ModelConfig(Section):
             raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
         return name
 
+    @model_validator(mode="after")
+    def _backbone_accepts(self) -> ModelConfig:
+        from hssl_cli.models import BACKBONE_CHECKS
+
+        check = BACKBONE_CHECKS.get(self.backbone)
+        if check is not None:
+            check(self)
+        return self
+
     @field_validator("kernel_size")
     @classmethod
     def _odd_kernel(cls, size: int) -> int:

@@ -6,6 +6,7 @@ file plus a line in ``BACKBONES``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from hssl_cli.errors import HsslUserError
@@ -33,22 +34,35 @@ def build_cnn(config: ModelConfig, group: Group, in_channels: int, initialize: b
     return EquivariantCNN(*shape, config.group_pool, initialize=initialize)
 
 
+def check_resnet18(config: ModelConfig) -> None:
+    if config.structure == "equivariant" and config.group != "trivial":
+        raise ValueError(
+            f"backbone resnet18 is not equivariant to {config.group}; use backbone cnn for an "
+            "escnn model, model.group=trivial, or model.structure=unstructured"
+        )
+
+
 def build_resnet18(
     config: ModelConfig, group: Group, in_channels: int, initialize: bool
 ) -> Backbone:
     from hssl_cli.models.resnet import CifarResNet18
 
-    if config.structure == "equivariant" and not group.is_trivial:
-        raise HsslUserError(
-            f"backbone resnet18 is not equivariant to {group.name}; use backbone cnn for an "
-            "escnn model, model.group=trivial, or model.structure=unstructured"
-        )
+    try:
+        check_resnet18(config)
+    except ValueError as err:
+        raise HsslUserError(str(err)) from None
     return CifarResNet18(group, in_channels, config.group_pool)
 
 
 BACKBONES: dict[str, BackboneBuilder] = {
     "cnn": build_cnn,
     "resnet18": build_resnet18,
+}
+
+
+# Optional recipe-time checks, so a model a backbone cannot build fails validation, not training.
+BACKBONE_CHECKS: dict[str, Callable[[ModelConfig], None]] = {
+    "resnet18": check_resnet18,
 }
 
 

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from hssl_cli.errors import HsslUserError
 from hssl_cli.groups import get_group
 from hssl_cli.models import BACKBONES, build_backbone
 from hssl_cli.recipe import ModelConfig
@@ -92,8 +91,8 @@ def test_resnet18_has_the_cifar_stem_and_a_fake_group_axis() -> None:
     )
     output = model(torch.rand(2, 3, 32, 32))
     assert output.feature_map.shape == (2, 128, 4, 4, 4)  # stride-1 stem: 32 / 8
-    with pytest.raises(HsslUserError, match="not equivariant"):
-        build_backbone(ModelConfig(backbone="resnet18", group="rot4"), 3)
+    with pytest.raises(ValueError, match="not equivariant"):  # rejected by recipe validation
+        ModelConfig(backbone="resnet18", group="rot4")
 
 
 def test_normalization_lives_in_the_model() -> None:
