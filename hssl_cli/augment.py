@@ -9,26 +9,68 @@ or predict them (EquiMod, METHODS §5).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, StrictInt, field_validator
 
 from hssl_cli.groups import Group
 from hssl_cli.recipe import AugmentConfig
 
 _LUMA = (0.299, 0.587, 0.114)
 
+# Colour-jitter operations by index, as torchvision's ColorJitter numbers them (its ``fn_idx``).
+JITTER_OPERATIONS = ("brightness", "contrast", "saturation", "hue")
+
+
+class ExtendedAugmentConfig(AugmentConfig):
+    """``AugmentConfig`` plus BYOL's Gaussian blur and solarization and a random jitter order.
+
+    BYOL (and EquiMod on BYOL, METHODS §5) add blur and solarization to SimCLR's
+    pipeline; torchvision's ColorJitter shuffles its four operations per image,
+    which ``jitter_order: random`` reproduces. Every default leaves the base
+    pipeline exactly as ``AugmentConfig`` has it.
+    """
+
+    jitter_order: Literal["fixed", "random"] = "fixed"
+    blur: float = Field(default=0.0, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel_size: StrictInt | None = Field(default=None, ge=1)
+    solarize: float = Field(default=0.0, ge=0, le=1)
+    solarize_threshold: float = Field(default=0.5, ge=0, le=1)
+
+    @field_validator("blur_sigma")
+    @classmethod
+    def _sigma_range(cls, sigma: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < sigma[0] <= sigma[1]:
+            raise ValueError("blur_sigma must be [min, max] with 0 < min <= max")
+        return sigma
+
+    @field_validator("blur_kernel_size")
+    @classmethod
+    def _odd_kernel(cls, size: int | None) -> int | None:
+        if size is not None and size % 2 == 0:
+            raise ValueError("blur_kernel_size must be odd (or null for about 10% of the image)")
+        return size
+
 
 class BaseAugmentation:
     """RandomResizedCrop + horizontal flip + colour jitter + grayscale (+ a random group element).
 
     Colour jitter applies brightness, contrast, saturation and hue in that fixed
-    order (torchvision shuffles the order); hue is a rotation in YIQ space.
+    order (torchvision shuffles the order); hue is a rotation in YIQ space. An
+    :class:`ExtendedAugmentConfig` adds a random jitter order, then Gaussian blur and
+    solarization after grayscale (BYOL's pipeline).
     """
 
     def __init__(self, config: AugmentConfig, group: Group | None = None) -> None:
         self.config = config
         self.group = group
+        # The extra options of ExtendedAugmentConfig; their defaults add nothing.
+        self.extended = (
+            config if isinstance(config, ExtendedAugmentConfig) else ExtendedAugmentConfig()
+        )
 
     def sample(
         self, batch: int, device: torch.device, generator: torch.Generator | None = None
@@ -60,6 +102,16 @@ class BaseAugmentation:
             params["group_element"] = torch.randint(
                 self.group.order, (batch,), generator=generator, device=device
             )
+        extended = self.extended
+        if extended.jitter_order == "random":
+            steps = len(JITTER_OPERATIONS)
+            draws = torch.rand(batch, steps, generator=generator, device=device)
+            params["jitter_order"] = draws.argsort(1)
+        if extended.blur > 0:
+            params["blur_on"] = (uniform(0, 1) < extended.blur).float()
+            params["blur_sigma"] = uniform(*extended.blur_sigma)
+        if extended.solarize > 0:
+            params["solarize_on"] = (uniform(0, 1) < extended.solarize).float()
         return params
 
     def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -69,12 +121,19 @@ class BaseAugmentation:
         full_crop = cfg.crop_scale == (1.0, 1.0) and cfg.crop_ratio == (1.0, 1.0)
         if not (full_crop and cfg.hflip == 0):  # skipped, not resampled: the identity stays exact
             out = crop_and_flip(out, params)
-        if cfg.jitter_p > 0 and images.shape[1] == 3:
+        if cfg.jitter_p > 0 and "jitter_order" in params:
+            out = colour_jitter_in_order(out, params)
+        elif cfg.jitter_p > 0 and images.shape[1] == 3:
             out = colour_jitter(out, params)
         elif cfg.jitter_p > 0:
             out = brightness_contrast(out, params)
         if cfg.grayscale > 0 and images.shape[1] == 3:
             out = torch.where(params["gray"].view(-1, 1, 1, 1) > 0, _gray(out).expand_as(out), out)
+        if "blur_on" in params:
+            kernel_size = self.extended.blur_kernel_size or default_blur_kernel_size(out)
+            out = gaussian_blur(out, params["blur_on"], params["blur_sigma"], kernel_size)
+        if "solarize_on" in params:
+            out = solarize(out, params["solarize_on"], self.extended.solarize_threshold)
         if "group_element" in params and self.group is not None:
             out = self.group.act_on_images_per_sample(out, params["group_element"])
         return out
@@ -137,3 +196,74 @@ def _rotate_hue(images: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     rotation[:, 2, 1], rotation[:, 2, 2] = sin, cos
     matrix = to_rgb @ rotation @ to_yiq  # [B, 3, 3]
     return torch.einsum("bij,bjhw->bihw", matrix, images).clamp(0, 1)
+
+
+def colour_jitter_in_order(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Colour jitter in a per-sample order, as torchvision's ColorJitter shuffles it.
+
+    ``params["jitter_order"]`` ``[B, 4]`` (long) names the operation of each step by its
+    index in ``JITTER_OPERATIONS``; saturation and hue leave single-channel images alone.
+    Each operation is the same computation as in :func:`colour_jitter`.
+    """
+    on = params["jitter_on"].view(-1, 1, 1, 1) > 0
+    out = images
+    for step in range(len(JITTER_OPERATIONS)):
+        out = _jitter_step(out, params["jitter_order"][:, step], params)
+    return torch.where(on, out, images)
+
+
+def _jitter_step(
+    images: torch.Tensor, operation: torch.Tensor, params: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """Each sample applies its own ``operation`` [B]; one batched blend serves the first three.
+
+    Brightness, contrast and saturation all blend towards an anchor (black, the mean,
+    the gray image), so the batch needs one blend whatever the mix of operations.
+    """
+    colour = images.shape[1] == 3
+    chosen = operation.view(-1, 1, 1, 1)
+    factors = torch.stack([params["brightness"], params["contrast"], params["saturation"]], 1)
+    factor = factors.gather(1, operation.clamp(max=2)[:, None]).squeeze(1)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True).expand_as(images)
+    anchor = torch.where(chosen == 1, mean, torch.zeros_like(images))
+    if colour:
+        anchor = torch.where(chosen == 2, _gray(images).expand_as(images), anchor)
+    blended = chosen <= (2 if colour else 1)
+    out = torch.where(blended, _blend(images, anchor, factor), images)
+    if colour:
+        out = torch.where(chosen == 3, _rotate_hue(images, params["hue"]), out)
+    return out
+
+
+def default_blur_kernel_size(images: torch.Tensor) -> int:
+    """About a tenth of the image side, odd: 23 px at 224 (BYOL), 3 px at 32 (EquiMod, CIFAR)."""
+    return max(3, 2 * (min(images.shape[-2:]) // 20) + 1)
+
+
+def gaussian_blur(
+    images: torch.Tensor, on: torch.Tensor, sigma: torch.Tensor, kernel_size: int
+) -> torch.Tensor:
+    """Per-sample Gaussian blur of standard deviation ``sigma`` [B] (pixels) where ``on`` [B].
+
+    Separable, with reflect padding, as torchvision's GaussianBlur; one grouped
+    convolution per axis for the whole batch.
+    """
+    batch, channels, height, width = images.shape
+    kernel_size = min(kernel_size, 2 * min(height, width) - 1)  # reflect padding needs pad < side
+    offsets = torch.arange(kernel_size, device=images.device, dtype=images.dtype)
+    offsets = offsets - kernel_size // 2
+    spread = sigma.to(images.dtype).clamp_min(1e-3)  # samples left unblurred may carry sigma 0
+    kernels = torch.exp(-0.5 * (offsets[None, :] / spread[:, None]) ** 2)
+    kernels = (kernels / kernels.sum(1, keepdim=True)).repeat_interleave(channels, 0)
+    pad = kernel_size // 2
+    flat = F.pad(images.reshape(1, batch * channels, height, width), (pad,) * 4, mode="reflect")
+    flat = F.conv2d(flat, kernels.view(-1, 1, 1, kernel_size), groups=batch * channels)
+    flat = F.conv2d(flat, kernels.view(-1, 1, kernel_size, 1), groups=batch * channels)
+    blurred = flat.view_as(images).clamp(0, 1)
+    return torch.where(on.view(-1, 1, 1, 1) > 0, blurred, images)
+
+
+def solarize(images: torch.Tensor, on: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Invert pixels at or above ``threshold`` where ``on`` [B] (torchvision's solarize)."""
+    inverted = (on.view(-1, 1, 1, 1) > 0) & (images >= threshold)
+    return torch.where(inverted, 1 - images, images)

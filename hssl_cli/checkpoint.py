@@ -37,7 +37,9 @@ def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(handle)
     try:
-        tensors = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
+        # A copy each: escnn shares basis buffers between layers, and safetensors refuses
+        # tensors that share memory.
+        tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
         save_file(tensors, temporary, metadata=metadata)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())

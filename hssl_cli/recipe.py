@@ -65,6 +65,10 @@ class ModelConfig(Section):
     convs_per_stage: StrictInt = Field(default=1, ge=1)
     kernel_size: StrictInt = Field(default=3, ge=1)
     group_pool: Literal["max", "mean"] = "max"
+    # ResNet-sized backbones (e2resnet18): match ResNet-18's parameters or its activations,
+    # scaled by width_multiplier (tiny test models); see hssl_cli/models/equivariant_resnet.py.
+    resnet_width: Literal["params", "activations"] = "params"
+    width_multiplier: float = Field(default=1.0, gt=0)
 
     @field_validator("group")
     @classmethod

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from hssl_cli.errors import HsslUserError
+from hssl_cli.objectives import OBJECTIVES
 from hssl_cli.objectives.hssl import HsslConfig
 from hssl_cli.objectives.simclr import SimclrConfig
 from hssl_cli.recipe import (
@@ -323,7 +324,8 @@ def test_simclr_accepts_readout():
 
 def test_hssl_rejects_readout():
     message = user_error("method.readout=invariant")
-    assert "'method.readout' is not an option of method hssl (it belongs to simclr)" in message
+    assert "'method.readout' is not an option of method hssl (it belongs to " in message
+    assert "simclr" in message
 
 
 def test_hssl_readout_error_does_not_suggest_the_same_key():
@@ -357,9 +359,9 @@ def test_simclr_fiber_bundle_larger_than_group_is_an_error():
 
 
 def test_unknown_method_name_lists_known_methods():
-    message = user_error("method.name=byol")
-    assert "unknown method 'byol'" in message
-    assert "hssl, simclr" in message
+    message = user_error("method.name=moco")
+    assert "unknown method 'moco'" in message
+    assert "hssl" in message and "simclr" in message
 
 
 # ---------------------------------------------------------------- shipped recipes
@@ -373,15 +375,15 @@ def test_recipes_are_shipped():
 def test_every_shipped_recipe_loads(path):
     recipe = load_recipe(path)
     assert isinstance(recipe, Recipe)
-    assert recipe.method.name in ("hssl", "simclr")
-    assert isinstance(recipe.method, HsslConfig | SimclrConfig)
+    assert recipe.method.name in OBJECTIVES
+    assert type(recipe.method) is OBJECTIVES[recipe.method.name].Config
 
 
 @pytest.mark.parametrize("path", RECIPE_FILES, ids=lambda p: p.name)
 def test_yaml_round_trip_is_exact(path):
     recipe = load_recipe(path)
     text = recipe.to_yaml()
-    assert "base:" not in text
+    assert not any(line.startswith("base:") for line in text.splitlines())
     again = recipe_from_yaml(text)
     assert again == recipe
     assert type(again.method) is type(recipe.method)

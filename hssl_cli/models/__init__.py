@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from hssl_cli.errors import HsslUserError
+from hssl_cli.models.equivariant_resnet import build_equivariant_resnet18
 
 if TYPE_CHECKING:
     from hssl_cli.groups import Group
@@ -56,6 +57,7 @@ def build_resnet18(
 
 BACKBONES: dict[str, BackboneBuilder] = {
     "cnn": build_cnn,
+    "e2resnet18": build_equivariant_resnet18,
     "resnet18": build_resnet18,
 }
 

@@ -78,7 +78,8 @@ def test_rot8_is_only_approximately_equivariant_at_45_degrees(images: torch.Tens
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_backbone_forwards_and_backpropagates(name: str) -> None:
     group = "trivial" if name == "resnet18" else "rot4"
-    model = build_backbone(ModelConfig(backbone=name, group=group, widths=[2, 3]), 3)
+    config = ModelConfig(backbone=name, group=group, widths=[2, 3], width_multiplier=0.0625)
+    model = build_backbone(config, 3)
     output = model(torch.rand(2, 3, 16, 16))
     assert output.fibers.shape[:2] == output.invariant.shape
     output.invariant.sum().backward()

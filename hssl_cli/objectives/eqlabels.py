@@ -1,0 +1,125 @@
+"""Equivariant pretext labels (Mukuta & Harada; METHODS §4, our design).
+
+The pretext task is to predict which group element ``g`` was applied to the
+input. The labels carry a group action, ``label(T_g x) = g . label(x)``, so the
+head is built to share it: one logit per group element, read from the regular
+fiber axis by one map applied to every fiber alike,
+``logit_g(x) = phi(fibers(x)[:, :, g])``. Because ``fibers(T_h x) = rho(h) fibers(x)``
+and ``phi`` acts per fiber, the logits permute as a regular fiber does: rotating
+the input by ``k`` steps of C_N shifts them cyclically by ``k``, exactly, at any
+weights. The network only has to learn which orientation is upright; every other
+prediction follows from the symmetry.
+
+Options:
+
+- ``head: equivariant`` (the above) or ``invariant``: a linear map of the
+  group-pooled features to ``|G|`` logits. Invariant features are the same for
+  every ``T_g x``, so this control cannot beat chance (``1/|G|``).
+- ``head_hidden_dim``: ``phi`` linear (unset) or a one-hidden-layer MLP, still shared
+  across fibers and so still exactly equivariant.
+- D_N: the labels are all ``2N`` group elements and the logits the whole regular
+  fiber axis (one head for rotation and flip, not two), so the same argument holds.
+- ``augment``: base augmentations applied before the group element (so labels stay
+  exact); random flips are refused for groups with reflections, where they would
+  change the label.
+
+Trivial groups are refused (one element: nothing to predict). On the unstructured
+twin (``model.structure: unstructured``) the fake group axis is read the same way:
+the control whose logits do not shift.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, StrictInt
+from torch import nn
+
+from hssl_cli.augment import BaseAugmentation
+from hssl_cli.groups import get_group
+from hssl_cli.objectives.base import Objective
+from hssl_cli.recipe import AugmentConfig, MethodConfig
+from hssl_cli.structured import GROUP_AXIS, BackboneOutput
+
+if TYPE_CHECKING:
+    from hssl_cli.models.backbone import Backbone
+    from hssl_cli.recipe import Recipe
+
+
+class EqlabelsConfig(MethodConfig):
+    name: Literal["eqlabels"] = "eqlabels"
+    head: Literal["equivariant", "invariant"] = "equivariant"
+    head_hidden_dim: StrictInt | None = Field(default=None, ge=1)
+    augment: AugmentConfig | None = None
+
+
+class FiberLogits(nn.Module):
+    """``[B, C, |G|]`` fibers -> ``[B, |G|]`` logits by one map ``phi: R^C -> R`` per fiber.
+
+    Permuting the fiber axis permutes the logits the same way (equivariant at any weights).
+    """
+
+    def __init__(self, num_fields: int, hidden_dim: int | None) -> None:
+        super().__init__()
+        if hidden_dim is None:
+            self.phi: nn.Module = nn.Linear(num_fields, 1)
+        else:
+            self.phi = nn.Sequential(
+                nn.Linear(num_fields, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, 1)
+            )
+
+    def forward(self, fibers: torch.Tensor) -> torch.Tensor:
+        return self.phi(fibers.movedim(GROUP_AXIS, -1).transpose(1, 2)).squeeze(-1)
+
+
+class EqlabelsObjective(Objective):
+    Config = EqlabelsConfig
+
+    def __init__(self, config: EqlabelsConfig, backbone: Backbone) -> None:
+        super().__init__(config, backbone)
+        self.config: EqlabelsConfig = config
+        self.group = backbone.group
+        self.augment = BaseAugmentation(config.augment) if config.augment else None
+        if config.head == "equivariant":
+            self.head: nn.Module = FiberLogits(backbone.num_fields, config.head_hidden_dim)
+        else:
+            self.head = nn.Linear(backbone.num_fields, self.group.order)
+
+    @classmethod
+    def check_recipe(cls, recipe: Recipe) -> None:
+        super().check_recipe(recipe)
+        config: EqlabelsConfig = recipe.method  # type: ignore[assignment]
+        group = get_group(recipe.model.group)
+        if group.is_trivial:
+            raise ValueError(
+                "eqlabels predicts the group element applied to the input, and "
+                f"model.group={group.name} has only one; use e.g. model.group=rot4"
+            )
+        if config.augment is not None and config.augment.group_element:
+            raise ValueError(
+                "eqlabels applies its own random group element (the label); "
+                "set method.augment.group_element=false"
+            )
+        if config.augment is not None and config.augment.hflip > 0 and group.flips:
+            raise ValueError(
+                f"method.augment.hflip > 0 is a reflection, an element of {group.name}, and "
+                "would change the label; set method.augment.hflip=0"
+            )
+
+    def logits(self, output: BackboneOutput) -> torch.Tensor:
+        """``[B, |G|]`` logits, entry ``g`` for "the input was transformed by ``g``"."""
+        if self.config.head == "equivariant":
+            return self.head(output.fibers)
+        return self.head(output.invariant)
+
+    def forward(
+        self, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        view = self.augment(images) if self.augment is not None else images
+        elements = torch.randint(self.group.order, (images.shape[0],), device=images.device)
+        logits = self.logits(backbone(self.group.act_on_images_per_sample(view, elements)))
+        loss = F.cross_entropy(logits, elements)
+        pretext_acc = (logits.detach().argmax(1) == elements).float().mean()
+        return {"loss": loss, "pretext_acc": pretext_acc}
