@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml constraints.txt
 	  echo "       install it with: apt-get update && apt-get install -y gfortran   (as root)"; \
 	  exit 2; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet --no-compile --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet --no-compile -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: install
