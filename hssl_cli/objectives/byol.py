@@ -86,9 +86,7 @@ class ByolObjective(Objective):
         self.target = EmaTarget(backbone, self.projector, config.base_momentum)
 
     def read(self, output: BackboneOutput) -> torch.Tensor:
-        if self.config.readout == "invariant":
-            return output.invariant
-        return self.views.read_identity(output.fibers)
+        return self.views.read_output(output, self.config.readout)
 
     def forward(
         self, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor | None = None

@@ -166,9 +166,7 @@ class EquimodObjective(Objective):
                 )
 
     def read(self, output: BackboneOutput) -> torch.Tensor:
-        if self.config.readout == "invariant":
-            return output.invariant
-        return self.views.read_identity(output.fibers)
+        return self.views.read_output(output, self.config.readout)
 
     def forward(
         self, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor | None = None

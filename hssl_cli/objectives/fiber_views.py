@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from hssl_cli.groups import Group
-from hssl_cli.structured import fiber_bundle
+from hssl_cli.structured import BackboneOutput, fiber_bundle
 
 
 class FiberViews(nn.Module):
@@ -49,6 +49,14 @@ class FiberViews(nn.Module):
         return fiber_bundle(
             fibers, elements, self.bundle_offsets, self.multiplication, self.bundle_pool
         )
+
+    def read_output(
+        self, output: BackboneOutput, readout: Literal["fiber", "invariant"]
+    ) -> torch.Tensor:
+        """The feature an A-SSL objective projects: the identity fiber bundle, or invariant."""
+        if readout == "invariant":
+            return output.invariant
+        return self.read_identity(output.fibers)
 
     def read_identity(self, fibers: torch.Tensor) -> torch.Tensor:
         identity = torch.zeros(fibers.shape[0], dtype=torch.long, device=fibers.device)

@@ -44,9 +44,7 @@ class SimclrObjective(Objective):
         )
 
     def read(self, output: BackboneOutput) -> torch.Tensor:
-        if self.config.readout == "invariant":
-            return output.invariant
-        return self.views.read_identity(output.fibers)
+        return self.views.read_output(output, self.config.readout)
 
     def embed(self, backbone: Backbone, views: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Projected views ``[2B, D]`` of two already augmented batches."""

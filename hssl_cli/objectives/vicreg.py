@@ -139,9 +139,7 @@ class VicregObjective(Objective):
         )
 
     def read(self, output: BackboneOutput) -> torch.Tensor:
-        if self.config.readout == "invariant":
-            return output.invariant
-        return self.views.read_identity(output.fibers)
+        return self.views.read_output(output, self.config.readout)
 
     def embed(self, backbone: Backbone, view: torch.Tensor) -> torch.Tensor:
         """Expanded embeddings ``[B, D]`` of one augmented batch.
