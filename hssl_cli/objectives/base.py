@@ -21,6 +21,14 @@ if TYPE_CHECKING:
     from hssl_cli.recipe import Recipe
 
 
+class ReadoutConfig(MethodConfig):
+    """Which backbone feature an A-SSL objective projects (see ``FiberViews.read_output``)."""
+
+    readout: Literal["fiber", "invariant"] = "fiber"
+    fiber_bundle_size: StrictInt = Field(default=1, ge=1)
+    bundle_pool: Literal["mean", "max"] = "mean"
+
+
 class ContrastiveConfig(MethodConfig):
     """Options every NT-Xent objective shares."""
 

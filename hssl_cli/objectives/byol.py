@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from pydantic import Field, StrictInt
 
 from hssl_cli.augment import BaseAugmentation
-from hssl_cli.objectives.base import Objective
+from hssl_cli.objectives.base import Objective, ReadoutConfig
 from hssl_cli.objectives.ema import EmaTarget
 from hssl_cli.objectives.fiber_views import FiberViews
 from hssl_cli.objectives.heads import projection_head
-from hssl_cli.recipe import AugmentConfig, MethodConfig
+from hssl_cli.recipe import AugmentConfig
 
 if TYPE_CHECKING:
     from hssl_cli.models.backbone import Backbone
@@ -41,7 +41,7 @@ def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (2 - 2 * cosine).mean()
 
 
-class ByolConfig(MethodConfig):
+class ByolConfig(ReadoutConfig):
     """BYOL options: projector ``hidden -> out``, predictor ``out -> hidden -> out``.
 
     CPU-sized defaults (512-128 projector, 512 predictor); solo-learn's CIFAR setting
@@ -50,9 +50,6 @@ class ByolConfig(MethodConfig):
 
     name: Literal["byol"] = "byol"
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    readout: Literal["fiber", "invariant"] = "fiber"
-    fiber_bundle_size: StrictInt = Field(default=1, ge=1)
-    bundle_pool: Literal["mean", "max"] = "mean"
     projector_hidden_dim: StrictInt = Field(default=512, ge=1)
     projector_out_dim: StrictInt = Field(default=128, ge=1)
     predictor_hidden_dim: StrictInt = Field(default=512, ge=1)

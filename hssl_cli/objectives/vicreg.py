@@ -24,10 +24,10 @@ from pydantic import Field, StrictInt
 from torch import nn
 
 from hssl_cli.augment import BaseAugmentation
-from hssl_cli.objectives.base import Objective
+from hssl_cli.objectives.base import Objective, ReadoutConfig
 from hssl_cli.objectives.fiber_views import FiberViews
 from hssl_cli.objectives.ntxent import pair_accuracy
-from hssl_cli.recipe import AugmentConfig, MethodConfig
+from hssl_cli.recipe import AugmentConfig
 
 if TYPE_CHECKING:
     from hssl_cli.models.backbone import Backbone
@@ -97,7 +97,7 @@ def vicreg_expander(in_dim: int, hidden_dim: int, out_dim: int, layers: int) -> 
     return nn.Sequential(*blocks)
 
 
-class VicregConfig(MethodConfig):
+class VicregConfig(ReadoutConfig):
     """VICReg options; the expander is ``projector_hidden_dim`` wide with ``expander_layers``.
 
     CPU-sized defaults (512-512-512); the CIFAR recipes set solo-learn's 2048-2048-2048.
@@ -105,9 +105,6 @@ class VicregConfig(MethodConfig):
 
     name: Literal["vicreg"] = "vicreg"
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    readout: Literal["fiber", "invariant"] = "fiber"
-    fiber_bundle_size: StrictInt = Field(default=1, ge=1)
-    bundle_pool: Literal["mean", "max"] = "mean"
     projector_hidden_dim: StrictInt = Field(default=512, ge=1)
     projector_out_dim: StrictInt = Field(default=512, ge=1)
     expander_layers: StrictInt = Field(default=3, ge=2)
