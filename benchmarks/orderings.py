@@ -26,7 +26,7 @@ from hssl_cli.probe import probe_checkpoint
 from hssl_cli.recipe import load_recipe
 from hssl_cli.training import CHECKPOINT_NAME, METRICS_NAME, pretrain
 
-ROT_ONLY = "method.augment=null"
+GROUP_ONLY = "method.augment=null"  # views differ only by a group element
 UNSTRUCTURED = "model.structure=unstructured"
 RANDOM_INIT = "train.epochs=0"
 TASKS = ["rotation4", "hflip", "vflip", "invert", "grayscale", "jigsaw4", "blur4"]
@@ -47,9 +47,11 @@ RUNS: dict[str, Run] = {
     "SimCLR + base aug + rot": Run("fashion_rot4_simclr.yaml"),
     "H-SSL rotation-only, unstructured": Run("fashion_rot4_theory.yaml", (UNSTRUCTURED,)),
     "H-SSL + base aug, unstructured": Run("fashion_rot4.yaml", (UNSTRUCTURED,)),
-    # 3: translation fibers of a plain CNN.
+    "random-init C4 CNN, unstructured": Run("fashion_rot4.yaml", (RANDOM_INIT, UNSTRUCTURED)),
+    # 3: translation fibers of a plain CNN, with and without base augmentations.
     "random-init plain CNN": Run("fashion_translation.yaml", (RANDOM_INIT,)),
-    "H-SSL translation": Run("fashion_translation.yaml"),
+    "H-SSL translation-only": Run("fashion_translation.yaml", (GROUP_ONLY,)),
+    "H-SSL translation + base aug": Run("fashion_translation.yaml"),
     # 5, 6, 7: E-SSL pretext tasks, explaining away, C4 versus plain backbone.
     **{
         f"E-SSL {task}": Run("fashion_essl_rotation.yaml", (f"method.task={task}",))
@@ -61,6 +63,7 @@ RUNS: dict[str, Run] = {
         "fashion_essl_rotation.yaml", ("method.explaining_away=eliminate",)
     ),
     "E-SSL rotation4, plain CNN": Run("fashion_essl_rotation_plain.yaml"),
+    "E-SSL none, plain CNN": Run("fashion_essl_rotation_plain.yaml", (RANDOM_INIT,)),
     # 8: add-ons to SimCLR, each against its own weight-0 baseline (same views and heads).
     "SimCLR (E-SimCLR, weight 0)": Run("fashion_esimclr.yaml", ("method.weight=0",)),
     "E-SimCLR (+0.4 rotation)": Run("fashion_esimclr.yaml"),
@@ -78,20 +81,22 @@ class Stats:
     metrics: list[dict[str, float]]
     epoch_seconds: list[float]
 
-    @property
-    def mean(self) -> float:
-        return statistics.mean(self.top1)
+    def values(self, feature: str = "invariant") -> list[float]:
+        return self.full_top1 if feature == "full" else self.top1
 
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.top1) if len(self.top1) > 1 else 0.0
+    def mean(self, feature: str = "invariant") -> float:
+        return statistics.mean(self.values(feature))
+
+    def std(self, feature: str = "invariant") -> float:
+        values = self.values(feature)
+        return statistics.stdev(values) if len(values) > 1 else 0.0
 
     def metric(self, name: str) -> float:
         values = [m[name] for m in self.metrics if name in m]
         return statistics.mean(values) if values else float("nan")
 
-    def text(self) -> str:
-        return f"{self.mean:6.2f} ± {self.std:4.2f}"
+    def text(self, feature: str = "invariant") -> str:
+        return f"{self.mean(feature):6.2f} ± {self.std(feature):4.2f}"
 
 
 def run_one(name: str, run: Run, seed: int, root: Path, budget: list[str]) -> dict:
@@ -130,16 +135,19 @@ def holds_line(number: str, claim: str, verdict: bool, detail: str) -> str:
 
 
 def orderings(s: dict[str, Stats], noise: float) -> list[str]:
-    def above(a: str, b: str) -> bool:
-        return s[a].mean > s[b].mean + noise
+    def above(a: str, b: str, feature: str = "invariant") -> bool:
+        return s[a].mean(feature) > s[b].mean(feature) + noise
 
     def not_below(a: str, b: str) -> bool:
-        return s[a].mean >= s[b].mean - noise
+        return s[a].mean() >= s[b].mean() - noise
+
+    def gain(run: str, baseline: str, feature: str) -> float:
+        return s[run].mean(feature) - s[baseline].mean(feature)
 
     lines = []
     hssl_t = statistics.median(s["H-SSL rotation-only"].epoch_seconds)
     assl_t = statistics.median(s["A-SSL rotation-only"].epoch_seconds)
-    gap = abs(s["H-SSL rotation-only"].mean - s["A-SSL rotation-only"].mean)
+    gap = abs(s["H-SSL rotation-only"].mean() - s["A-SSL rotation-only"].mean())
     one = (
         gap <= noise
         and hssl_t / assl_t < 0.75
@@ -153,42 +161,57 @@ def orderings(s: dict[str, Stats], noise: float) -> list[str]:
             "above random init",
             one,
             f"gap {gap:.2f} pts, epoch time ratio {hssl_t / assl_t:.2f}, base aug "
-            f"{s['H-SSL + base aug'].mean:.1f} / {s['SimCLR + base aug + rot'].mean:.1f} vs random "
-            f"{s['random-init C4 CNN'].mean:.1f}",
+            f"{s['H-SSL + base aug'].mean():.1f} / {s['SimCLR + base aug + rot'].mean():.1f} "
+            f"vs random {s['random-init C4 CNN'].mean():.1f}",
         )
     )
-    two_aug = s["H-SSL + base aug"].mean - s["H-SSL + base aug, unstructured"].mean
-    two_rot = s["H-SSL rotation-only"].mean - s["H-SSL rotation-only, unstructured"].mean
+    gains = {
+        (variant, feature): (
+            gain(f"H-SSL {variant}", "random-init C4 CNN", feature),
+            gain(f"H-SSL {variant}, unstructured", "random-init C4 CNN, unstructured", feature),
+        )
+        for variant in ("+ base aug", "rotation-only")
+        for feature in ("invariant", "full")
+    }
+    two = all(equi > unstructured + noise for equi, unstructured in gains.values())
     lines.append(
         holds_line(
             "2",
-            "removing structure hurts H-SSL",
-            two_aug > noise and two_rot > noise,
-            f"equivariant minus unstructured: {two_aug:+.2f} pts with base aug, "
-            f"{two_rot:+.2f} rotation-only",
+            "removing structure hurts H-SSL (gain over the same architecture at random init, "
+            "equivariant vs unstructured, invariant | full)",
+            two,
+            "; ".join(
+                f"{variant} {feature} {equi:+.1f} vs {unstructured:+.1f}"
+                for (variant, feature), (equi, unstructured) in gains.items()
+            ),
         )
     )
     lines.append(
         holds_line(
             "3",
-            "H-SSL translation above random init",
-            above("H-SSL translation", "random-init plain CNN"),
-            f"{s['H-SSL translation'].text()} vs {s['random-init plain CNN'].text()}",
+            "H-SSL translation (with base aug) above random init",
+            above("H-SSL translation + base aug", "random-init plain CNN"),
+            f"{s['H-SSL translation + base aug'].text()} vs "
+            f"{s['random-init plain CNN'].text()}; translation-only "
+            f"{s['H-SSL translation-only'].text()}",
         )
     )
-    ranked = sorted(TASKS, key=lambda t: s[f"E-SSL {t}"].mean, reverse=True)
+    ranked = sorted(TASKS, key=lambda t: s[f"E-SSL {t}"].mean(), reverse=True)
     near = [
         t
         for t in ("grayscale", "invert")
-        if abs(s[f"E-SSL {t}"].mean - s["E-SSL none (random init)"].mean) <= noise
+        if abs(s[f"E-SSL {t}"].mean() - s["E-SSL none (random init)"].mean()) <= noise
     ]
-    best_tie = all(s["E-SSL rotation4"].mean >= s[f"E-SSL {t}"].mean - noise for t in TASKS)
+    best_tie = all(s["E-SSL rotation4"].mean() >= s[f"E-SSL {t}"].mean() - noise for t in TASKS)
     lines.append(
         holds_line(
             "5",
-            "rotation is the best pretext task; grayscale and invert stay near random init",
+            "rotation is the best pretext task (ties within noise count); grayscale and invert "
+            "stay near random init",
             best_tie and len(near) == 2,
-            f"ranking {' > '.join(ranked)}; near random init: {', '.join(near) or 'none'}",
+            " > ".join(f"{t} {s[f'E-SSL {t}'].mean():.1f}" for t in ranked)
+            + f"; random init {s['E-SSL none (random init)'].mean():.1f}"
+            + f"; near random init: {', '.join(near) or 'none'}",
         )
     )
     rot = {k: s[f"E-SSL rotation4{k}"].metric("pretext_acc") for k in ("", " add", " eliminate")}
@@ -197,16 +220,20 @@ def orderings(s: dict[str, Stats], noise: float) -> list[str]:
             "6",
             "rotation accuracy add > normal > eliminate",
             rot[" add"] > rot[""] > rot[" eliminate"],
-            f"pretext accuracy add {rot[' add']:.3f}, normal {rot['']:.3f}, "
+            f"pretext accuracy in the last epoch add {rot[' add']:.3f}, normal {rot['']:.3f}, "
             f"eliminate {rot[' eliminate']:.3f}",
         )
     )
+    c4, plain = "E-SSL rotation4", "E-SSL rotation4, plain CNN"
     lines.append(
         holds_line(
             "7",
-            "C4 backbone beats a plain one for rotation pretraining",
-            above("E-SSL rotation4", "E-SSL rotation4, plain CNN"),
-            f"{s['E-SSL rotation4'].text()} vs {s['E-SSL rotation4, plain CNN'].text()}",
+            "C4 backbone beats a plain one for rotation pretraining (full features)",
+            above(c4, plain, "full"),
+            f"{s[c4].text('full')} vs {s[plain].text('full')}; gain over own random init "
+            f"{gain(c4, 'E-SSL none (random init)', 'full'):+.1f} vs "
+            f"{gain(plain, 'E-SSL none, plain CNN', 'full'):+.1f}; invariant features "
+            f"{s[c4].mean():.1f} vs {s[plain].mean():.1f}",
         )
     )
     eqgain = s["SimCLR + EquiMod"].metric("eqgain")
@@ -220,9 +247,9 @@ def orderings(s: dict[str, Stats], noise: float) -> list[str]:
             "8",
             "SimCLR + rotation and SimCLR + EquiMod not worse than SimCLR; eqgain > 0",
             eight,
-            f"E-SimCLR {s['E-SimCLR (+0.4 rotation)'].mean:.2f} vs "
-            f"{s['SimCLR (E-SimCLR, weight 0)'].mean:.2f}; EquiMod "
-            f"{s['SimCLR + EquiMod'].mean:.2f} vs {s['SimCLR (EquiMod, lambda 0)'].mean:.2f}; "
+            f"E-SimCLR {s['E-SimCLR (+0.4 rotation)'].mean():.2f} vs "
+            f"{s['SimCLR (E-SimCLR, weight 0)'].mean():.2f}; EquiMod "
+            f"{s['SimCLR + EquiMod'].mean():.2f} vs {s['SimCLR (EquiMod, lambda 0)'].mean():.2f}; "
             f"eqgain {eqgain:+.3f}",
         )
     )
@@ -265,8 +292,7 @@ def main() -> None:
         f"{args.epochs} epochs, {args.seeds} seeds; linear-probe top-1 (invariant | full)"
     )
     for name, stat in stats.items():
-        full = statistics.mean(stat.full_top1)
-        print(f"{name:<{width}}  {stat.text()}  | {full:6.2f}")
+        print(f"{name:<{width}}  {stat.text()}  | {stat.text('full')}")
     print()
     for line in orderings(stats, args.noise):
         print(line)

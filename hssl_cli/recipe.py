@@ -246,10 +246,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise HsslUserError(f"--set {text!r} is not KEY=VALUE (e.g. --set train.epochs=5)")
     key, value = match.groups()
     try:
-        typed = yaml.safe_load(value) if value.strip() else ""
+        typed = typed_value(value)
     except yaml.YAMLError:
         typed = value
     return key.split("."), typed
+
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def typed_value(text: str) -> Any:
+    """``text`` typed as YAML, except that ``1e-3`` is a float (YAML 1.1 wants ``1.0e-3``)."""
+    if not text.strip():
+        return ""
+    if _EXPONENT_FLOAT.match(text.strip()):
+        return float(text)
+    return yaml.safe_load(text)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

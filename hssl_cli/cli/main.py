@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hssl_cli import __version__
+from hssl_cli.cli.ablate import ablate
 from hssl_cli.cli.inspect_equivariance import inspect_equivariance
 from hssl_cli.cli.linear_probe import linear_probe
 from hssl_cli.cli.pretrain import pretrain
@@ -40,6 +41,7 @@ def root(
 app.command("pretrain")(pretrain)
 app.command("linear-probe")(linear_probe)
 app.command("inspect-equivariance")(inspect_equivariance)
+app.command("ablate")(ablate)
 
 
 def run() -> None:

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from safetensors import safe_open
-from typer.testing import CliRunner
 
 from hssl_cli import __version__
-from hssl_cli.cli.main import app
 
 TINY = {
     "data": {"name": "digits", "limit_train": 192, "limit_test": 96, "image_size": 16},
@@ -31,23 +29,17 @@ TINY = {
 
 
 @pytest.fixture()
-def recipe(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
-    return path
+def recipe(write_recipe) -> Path:
+    return write_recipe(TINY)
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
-
-
-def test_version() -> None:
+def test_version(invoke) -> None:
     result = invoke("--version")
     assert result.exit_code == 0
     assert __version__ in result.output
 
 
-def test_pretrain_then_probe(recipe: Path, tmp_path: Path) -> None:
+def test_pretrain_then_probe(invoke, recipe: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = invoke("pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet")
     assert result.exit_code == 0, result.output
@@ -78,7 +70,7 @@ def test_pretrain_then_probe(recipe: Path, tmp_path: Path) -> None:
     assert again.exit_code == 2 and "--resume" in again.stderr
 
 
-def test_random_init_checkpoint(recipe: Path, tmp_path: Path) -> None:
+def test_random_init_checkpoint(invoke, recipe: Path, tmp_path: Path) -> None:
     out = tmp_path / "init"
     result = invoke(
         "pretrain", "--recipe", str(recipe), "--out", str(out), "--set", "train.epochs=0", "-q"
@@ -99,7 +91,9 @@ def test_random_init_checkpoint(recipe: Path, tmp_path: Path) -> None:
         (["--device", "tpu"], "unknown device"),
     ],
 )
-def test_user_errors_exit_2_with_one_line(recipe: Path, tmp_path: Path, args, needle) -> None:
+def test_user_errors_exit_2_with_one_line(
+    invoke, recipe: Path, tmp_path: Path, args, needle
+) -> None:
     result = invoke("pretrain", "--recipe", str(recipe), "--out", str(tmp_path / "x"), *args)
     assert result.exit_code == 2
     assert needle in result.stderr
@@ -107,7 +101,7 @@ def test_user_errors_exit_2_with_one_line(recipe: Path, tmp_path: Path, args, ne
     assert "Traceback" not in result.output
 
 
-def test_probe_rejects_files_that_are_not_checkpoints(tmp_path: Path) -> None:
+def test_probe_rejects_files_that_are_not_checkpoints(invoke, tmp_path: Path) -> None:
     text = tmp_path / "notes.md"
     text.write_text("# not a checkpoint\n")
     for path in (text, tmp_path / "missing.safetensors"):
@@ -117,7 +111,7 @@ def test_probe_rejects_files_that_are_not_checkpoints(tmp_path: Path) -> None:
 
 
 def test_nan_loss_stops_with_last_checkpoint_intact(
-    recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    invoke, recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
 

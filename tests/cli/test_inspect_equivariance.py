@@ -4,10 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
-from typer.testing import CliRunner
-
-from hssl_cli.cli.main import app
 
 TINY = {
     "data": {"name": "digits", "limit_test": 16, "limit_train": 64, "image_size": 16},
@@ -18,14 +14,8 @@ TINY = {
 
 
 @pytest.fixture()
-def recipe(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
-    return path
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
+def recipe(write_recipe) -> Path:
+    return write_recipe(TINY)
 
 
 def walk(node, path=""):
@@ -39,7 +29,7 @@ def walk(node, path=""):
         yield path, float(node)
 
 
-def test_json_from_recipe_holds_layers_elements_and_sweep(recipe: Path) -> None:
+def test_json_from_recipe_holds_layers_elements_and_sweep(invoke, recipe: Path) -> None:
     result = invoke(
         "inspect-equivariance", "--recipe", str(recipe), "--json", "--angles", "0:180:45"
     )
@@ -54,7 +44,7 @@ def test_json_from_recipe_holds_layers_elements_and_sweep(recipe: Path) -> None:
     assert len(report["sweep"]["trivial_group_invariant_err"]) == 4
 
 
-def test_unstructured_twin_fails_and_plot_is_written(recipe: Path, tmp_path: Path) -> None:
+def test_unstructured_twin_fails_and_plot_is_written(invoke, recipe: Path, tmp_path: Path) -> None:
     plot = tmp_path / "eq.png"
     result = invoke(
         "inspect-equivariance",
@@ -76,7 +66,7 @@ def test_unstructured_twin_fails_and_plot_is_written(recipe: Path, tmp_path: Pat
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_checkpoint_input_and_user_errors(recipe: Path, tmp_path: Path) -> None:
+def test_checkpoint_input_and_user_errors(invoke, recipe: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     trained = invoke("pretrain", "--recipe", str(recipe), "--out", str(out), "-q")
     assert trained.exit_code == 0, trained.output
