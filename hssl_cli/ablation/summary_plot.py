@@ -59,6 +59,9 @@ def plot_summary(study: Study, summaries: list[PointSummary], path: Path) -> Non
             label = f"{other.name}={other_level.label}" if other and other_level else None
             xs = [float(level.value) for level in x_axis.levels]
             plot.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=label)
+        plot.set_xticks(
+            [float(level.value) for level in x_axis.levels], [lv.label for lv in x_axis.levels]
+        )
         plot.set_xlabel(x_axis.name)
         if others:
             plot.legend(fontsize="small")

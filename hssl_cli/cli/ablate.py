@@ -87,7 +87,10 @@ def print_summary(study: Study, summaries: list[PointSummary], out_dir: Path) ->
             *(point.text(metric) for metric in metrics),
             f"{point.wall_seconds:.0f}" if point.done else "-",
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a log file or pipe: keep each row on one line
+        console = Console(width=200)
+    console.print(table)
 
 
 @report_errors
@@ -157,7 +160,7 @@ def ablate(
         return
     from rich.console import Console
 
-    console = Console(stderr=True, quiet=quiet or json_output)
+    console = Console(stderr=True, quiet=quiet or json_output, soft_wrap=True)
     console.print(
         f"ablation {study.name}: {len(runs)} runs ({len(runs) // len(study.seeds)} grid points "
         f"x {len(study.seeds)} seeds) in {out_dir}"
