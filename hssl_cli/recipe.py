@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,16 @@ from pydantic import (
 
 from hssl_cli.errors import HsslUserError
 from hssl_cli.groups import check_group_name
+
+
+def check_registered(kind: str, name: str, registry: Iterable[str]) -> str:
+    """One message for every registry lookup: the unknown name, a close match, the choices."""
+    known = sorted(registry)
+    if name in known:
+        return name
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"unknown {kind} {name!r}; {hint}known: {', '.join(known)}")
 
 
 class Section(BaseModel):
@@ -52,9 +63,7 @@ class DataConfig(Section):
     def _known_dataset(cls, name: str) -> str:
         from hssl_cli.data import DATASETS
 
-        if name not in DATASETS:
-            raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
-        return name
+        return check_registered("data set", name, DATASETS)
 
 
 class ModelConfig(Section):
@@ -81,9 +90,7 @@ class ModelConfig(Section):
     def _known_backbone(cls, name: str) -> str:
         from hssl_cli.models import BACKBONES
 
-        if name not in BACKBONES:
-            raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
-        return name
+        return check_registered("backbone", name, BACKBONES)
 
     @model_validator(mode="after")
     def _backbone_accepts(self) -> ModelConfig:
@@ -173,9 +180,7 @@ class Recipe(Section):
             raw = raw.model_dump()
         raw = dict(raw or {})
         name = raw.get("name", "hssl")
-        if name not in OBJECTIVES:
-            raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(OBJECTIVES))}")
-        return OBJECTIVES[name].Config.model_validate(raw)
+        return OBJECTIVES[check_registered("method", name, OBJECTIVES)].Config.model_validate(raw)
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:

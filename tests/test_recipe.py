@@ -104,6 +104,12 @@ def test_unknown_data_set_lists_known_ones():
     assert "digits" in message
 
 
+def test_registry_names_suggest_a_close_match():
+    assert "did you mean 'fashion-mnist'?" in user_error("data.name=fashion_mnist")
+    assert "did you mean 'resnet18'?" in user_error("model.backbone=resnet-18")
+    assert "did you mean 'simclr'?" in user_error("method.name=simclear")
+
+
 # ---------------------------------------------------------------- files
 
 

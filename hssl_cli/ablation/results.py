@@ -10,13 +10,18 @@ import csv
 import io
 import json
 import math
-import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hssl_cli.ablation.runner import FAILURE_NAME, TIMING_NAME, read_probe, run_folder
+from hssl_cli.ablation.runner import (
+    FAILURE_NAME,
+    TIMING_NAME,
+    read_probe,
+    run_folder,
+    write_atomically,
+)
 from hssl_cli.ablation.study import METRICS, Study
 
 RESULTS_NAME = "results.csv"
@@ -76,12 +81,6 @@ def collect_rows(study: Study, out_dir: Path) -> list[dict[str, Any]]:
         row["error"] = "" if probe else failure.get("error", "")
         rows.append(row)
     return rows
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def results_csv(rows: list[dict[str, Any]]) -> str:
@@ -146,7 +145,7 @@ def summary_markdown(study: Study, summaries: list[PointSummary]) -> str:
     axes = [axis.name for axis in study.axes]
     header = [*axes, "seeds done", *(METRIC_TITLES[m] for m in metrics), "wall s"]
     lines = [
-        f"# Ablation {study.name}",
+        f"# Ablation {study.name}" + (f": {study.description}" if study.description else ""),
         "",
         f"Recipe `{study.recipe}`, seeds {', '.join(map(str, study.seeds))}"
         + (f", with `--set {' '.join(study.overrides)}`" if study.overrides else "")
@@ -173,8 +172,8 @@ def write_results(study: Study, out_dir: Path) -> tuple[list[dict[str, Any]], li
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = collect_rows(study, out_dir)
     summaries = summarise(study, rows)
-    _atomic_write(out_dir / RESULTS_NAME, results_csv(rows))
-    _atomic_write(out_dir / SUMMARY_NAME, summary_markdown(study, summaries))
-    _atomic_write(out_dir / STUDY_NAME, json.dumps(study.to_dict(), indent=1))
+    write_atomically(out_dir / RESULTS_NAME, results_csv(rows))
+    write_atomically(out_dir / SUMMARY_NAME, summary_markdown(study, summaries))
+    write_atomically(out_dir / STUDY_NAME, json.dumps(study.to_dict(), indent=1))
     plot_summary(study, summaries, out_dir / PLOT_NAME)
     return rows, summaries

@@ -72,6 +72,16 @@ def shell_lines(run: Run, folder: Path, device: str) -> list[str]:
     return [shlex.join(pretrain), f"{shlex.join(probe)} > {shlex.quote(str(folder / PROBE_NAME))}"]
 
 
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Write beside ``path`` and rename over it: a reader sees the old file or the new one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    if isinstance(data, bytes):
+        temporary.write_bytes(data)
+    else:
+        temporary.write_text(data)
+    os.replace(temporary, path)
+
+
 class RunFailed(Exception):
     """A child exited non-zero; the message is its last stderr line."""
 
@@ -88,16 +98,16 @@ def _last_line(text: str) -> str:
 def _stop_gently(process: subprocess.Popen[str]) -> None:
     """A terminal's Ctrl-C reaches the child too; otherwise send it SIGINT. Either way let
     it finish saving its checkpoint before it exits, and kill it only if it hangs."""
-    for signal_to_send in (None, signal.SIGINT):
-        if signal_to_send is not None and process.poll() is None:
-            process.send_signal(signal_to_send)
-        try:
-            process.wait(timeout=2.0 if signal_to_send is None else CHILD_GRACE_SECONDS)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    process.kill()
-    process.wait()
+    try:
+        process.wait(timeout=2.0)
+        return
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=CHILD_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _child(arguments: list[str], env: dict[str, str], log: Path) -> str:
@@ -130,10 +140,7 @@ def execute_run(run: Run, folder: Path, device: str, env: dict[str, str]) -> Non
     pretrain, probe = commands(run, folder, device)
     log = folder / LOG_NAME
     _child(pretrain, env, log)
-    report = _child(probe, env, log)
-    temporary = folder / f".{PROBE_NAME}.tmp"
-    temporary.write_text(report)
-    os.replace(temporary, folder / PROBE_NAME)
+    write_atomically(folder / PROBE_NAME, _child(probe, env, log))
 
 
 def execute_run_in_process(run: Run, folder: Path, device: str, env: dict[str, str]) -> None:
@@ -164,18 +171,10 @@ def execute_run_in_process(run: Run, folder: Path, device: str, env: dict[str, s
         except Exception as err:  # an internal error stays in its run, traceback in the log
             log.write(traceback.format_exc())
             raise RunFailed(f"internal error: {type(err).__name__}: {err}") from None
-    temporary = folder / f".{PROBE_NAME}.tmp"
-    temporary.write_text(json.dumps(report))
-    os.replace(temporary, folder / PROBE_NAME)
+    write_atomically(folder / PROBE_NAME, json.dumps(report))
 
 
 RunExecutor = Callable[[Run, Path, str, dict[str, str]], None]
-
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(value, indent=1))
-    os.replace(temporary, path)
 
 
 def _attempt(
@@ -187,11 +186,11 @@ def _attempt(
         execute(run, folder, device, env)
     except RunFailed as err:
         seconds = time.perf_counter() - started
-        _write_json(folder / FAILURE_NAME, {"error": str(err), "seconds": seconds})
+        write_atomically(folder / FAILURE_NAME, json.dumps({"error": str(err), "seconds": seconds}))
         return Outcome(run, "failed", seconds, str(err))
     seconds = time.perf_counter() - started
     (folder / FAILURE_NAME).unlink(missing_ok=True)
-    _write_json(folder / TIMING_NAME, {"wall_seconds": seconds})
+    write_atomically(folder / TIMING_NAME, json.dumps({"wall_seconds": seconds}))
     return Outcome(run, "done", seconds)
 
 

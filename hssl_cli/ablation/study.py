@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hssl_cli.errors import HsslUserError
-from hssl_cli.recipe import typed_value
+from hssl_cli.recipe import check_registered, typed_value
 
 RECIPE_AXIS = "recipe"
 KEY_PATTERN = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
@@ -79,6 +79,7 @@ class Study:
     seeds: list[int] = field(default_factory=lambda: [0])
     overrides: list[str] = field(default_factory=list)
     metric: str = "top1"
+    description: str = ""
 
     def runs(self) -> list[Run]:
         """The cartesian product of the axes' levels, each at every seed, in a stable order."""
@@ -241,11 +242,10 @@ def add_axes(axes: list[Axis], extra: list[Axis]) -> list[Axis]:
 
 
 def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        close = difflib.get_close_matches(metric, METRICS, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(METRICS)}"
-        raise HsslUserError(f"unknown metric '{metric}'; {hint}")
-    return metric
+    try:
+        return check_registered("metric", metric, METRICS)
+    except ValueError as err:
+        raise HsslUserError(str(err)) from None
 
 
 def validate_runs(study: Study) -> list[Run]:
@@ -356,4 +356,5 @@ def load_ablation_file(path: Path) -> Study:
         seeds=seed_list(spec.seeds),
         overrides=[f"{key}={format_value(value)}" for key, value in spec.set.items()],
         metric=check_metric(spec.metric),
+        description=spec.description,
     )

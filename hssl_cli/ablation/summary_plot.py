@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ def plot_summary(study: Study, summaries: list[PointSummary], path: Path) -> Non
     import matplotlib.pyplot as plt
 
     from hssl_cli.ablation.results import METRIC_TITLES
+    from hssl_cli.ablation.runner import write_atomically
 
     metric = study.metric
     axes = _varying(study)
@@ -110,7 +111,7 @@ def plot_summary(study: Study, summaries: list[PointSummary], path: Path) -> Non
     plot.set_title(f"{study.name}: mean ± std over {seeds} seed{'s' if seeds > 1 else ''}")
     plot.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(temporary, dpi=120)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=120)
     plt.close(figure)
-    os.replace(temporary, path)
+    write_atomically(path, image.getvalue())

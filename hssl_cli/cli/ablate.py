@@ -112,7 +112,7 @@ def ablate(
     ] = None,
     overrides: SetOption = None,
     seeds: Annotated[
-        int | None, typer.Option("--seeds", min=1, help="Seeds 0..N-1 per grid point.")
+        int | None, typer.Option("--seeds", help="Seeds 0..N-1 per grid point.")
     ] = None,
     metric: Annotated[
         str | None,
@@ -122,9 +122,7 @@ def ablate(
         Path | None,
         typer.Option("--out", "-o", help="Study folder (default runs/ablations/<name>)."),
     ] = None,
-    jobs: Annotated[
-        int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel (one GPU each).")
-    ] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Runs in parallel (one GPU each).")] = 1,
     device: DeviceOption = "auto",
     dry_run: Annotated[
         bool,
@@ -145,6 +143,9 @@ def ablate(
     )
     from hssl_cli.ablation.study import validate_runs
 
+    for option, value in (("--seeds", seeds), ("--jobs", jobs)):
+        if value is not None and value < 1:
+            raise HsslUserError(f"{option} must be at least 1 (got {value})")
     study = build_study(study_file, recipe, grid or [], overrides or [], seeds, metric)
     out_dir = out or Path("runs") / "ablations" / study.name
     runs = validate_runs(study)

@@ -53,7 +53,7 @@ from hssl_cli.augment import BaseAugmentation
 from hssl_cli.groups import Group, get_group
 from hssl_cli.objectives.base import Objective
 from hssl_cli.objectives.pretext_tasks import PRETEXT_TASKS
-from hssl_cli.recipe import AugmentConfig, MethodConfig
+from hssl_cli.recipe import AugmentConfig, MethodConfig, check_registered
 from hssl_cli.structured import BackboneOutput, pool_group
 
 if TYPE_CHECKING:
@@ -81,9 +81,7 @@ class EsslConfig(MethodConfig):
     @field_validator("task")
     @classmethod
     def _known_task(cls, task: str) -> str:
-        if task not in PRETEXT_TASKS:
-            raise ValueError(f"unknown pretext task {task!r}; known: {', '.join(PRETEXT_TASKS)}")
-        return task
+        return check_registered("pretext task", task, PRETEXT_TASKS)
 
     @model_validator(mode="before")
     @classmethod

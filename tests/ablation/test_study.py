@@ -126,6 +126,7 @@ def test_ablation_file(tmp_path: Path) -> None:
     path.write_text(
         yaml.safe_dump(
             {
+                "description": "structure against method",
                 "recipe": str(RECIPES / "digits_rot4.yaml"),
                 "seeds": 2,
                 "metric": "full_top1",
@@ -144,6 +145,7 @@ def test_ablation_file(tmp_path: Path) -> None:
     )
     loaded = load_ablation_file(path)
     assert loaded.name == "s" and loaded.seeds == [0, 1] and loaded.metric == "full_top1"
+    assert loaded.description == "structure against method"
     assert loaded.overrides == ["train.epochs=1", "optim.lr=0.001"]
     runs = validate_runs(loaded)
     assert len(runs) == 2 * 3 * 2

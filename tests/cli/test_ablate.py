@@ -116,6 +116,8 @@ def test_dry_run_commands_run_as_printed(invoke, recipe: Path, tmp_path: Path) -
         (["--grid", "model.structure=equivariant,sideways"], "model.structure"),
         (["--grid", "seed=1,2"], "--seeds"),
         (["--metric", "accuracy"], "unknown metric"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
     ],
 )
 def test_bad_axis_exits_2_before_any_run(
