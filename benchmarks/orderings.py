@@ -32,7 +32,7 @@ from pathlib import Path
 from hssl_cli.ablation.results import collect_rows
 from hssl_cli.ablation.runner import Outcome, execute_study, run_folder
 from hssl_cli.ablation.study import Axis, Level, Study, validate_runs
-from hssl_cli.training import METRICS_NAME
+from hssl_cli.run_files import METRICS_NAME
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SETTING = "setting"

@@ -38,9 +38,9 @@ def main() -> None:
         backbone = build_backbone(recipe.model, images.images.shape[1])
         backbone.set_normalization(*channel_stats(images))
         objective = build_objective(recipe.method, backbone)
-        params = [*backbone.parameters(), *objective.parameters()]
         batch = images.images[: recipe.train.batch_size].float() / 255
-        runs[label] = (backbone, objective, make_optimizer(recipe.optim, params), batch)
+        optimizer = make_optimizer(recipe.optim, [backbone, objective])
+        runs[label] = (backbone, objective, optimizer, batch)
 
     def timed(label: str) -> float:
         backbone, objective, optimizer, batch = runs[label]

@@ -13,46 +13,14 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, StrictInt, field_validator
 
+from hssl_cli.config import AugmentConfig, ExtendedAugmentConfig
 from hssl_cli.groups import Group
-from hssl_cli.recipe import AugmentConfig
 
-_LUMA = (0.299, 0.587, 0.114)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 # Colour-jitter operations by index, as torchvision's ColorJitter numbers them (its ``fn_idx``).
 JITTER_OPERATIONS = ("brightness", "contrast", "saturation", "hue")
-
-
-class ExtendedAugmentConfig(AugmentConfig):
-    """``AugmentConfig`` plus BYOL's Gaussian blur and solarization and a random jitter order.
-
-    BYOL (and EquiMod on BYOL, METHODS §5) add blur and solarization to SimCLR's
-    pipeline; torchvision's ColorJitter shuffles its four operations per image,
-    which ``jitter_order: random`` reproduces. Every default leaves the base
-    pipeline exactly as ``AugmentConfig`` has it.
-    """
-
-    jitter_order: Literal["fixed", "random"] = "fixed"
-    blur: float = Field(default=0.0, ge=0, le=1)
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel_size: StrictInt | None = Field(default=None, ge=1)
-    solarize: float = Field(default=0.0, ge=0, le=1)
-    solarize_threshold: float = Field(default=0.5, ge=0, le=1)
-
-    @field_validator("blur_sigma")
-    @classmethod
-    def _sigma_range(cls, sigma: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < sigma[0] <= sigma[1]:
-            raise ValueError("blur_sigma must be [min, max] with 0 < min <= max")
-        return sigma
-
-    @field_validator("blur_kernel_size")
-    @classmethod
-    def _odd_kernel(cls, size: int | None) -> int | None:
-        if size is not None and size % 2 == 0:
-            raise ValueError("blur_kernel_size must be odd (or null for about 10% of the image)")
-        return size
 
 
 class BaseAugmentation:
@@ -128,10 +96,10 @@ class BaseAugmentation:
         elif cfg.jitter_p > 0:
             out = brightness_contrast(out, params)
         if cfg.grayscale > 0 and images.shape[1] == 3:
-            out = torch.where(params["gray"].view(-1, 1, 1, 1) > 0, _gray(out).expand_as(out), out)
+            out = torch.where(params["gray"].view(-1, 1, 1, 1) > 0, luma(out).expand_as(out), out)
         if "blur_on" in params:
             kernel_size = self.extended.blur_kernel_size or default_blur_kernel_size(out)
-            out = gaussian_blur(out, params["blur_on"], params["blur_sigma"], kernel_size)
+            out = gaussian_blur(out, params["blur_sigma"], kernel_size, on=params["blur_on"])
         if "solarize_on" in params:
             out = solarize(out, params["solarize_on"], self.extended.solarize_threshold)
         if "group_element" in params and self.group is not None:
@@ -156,9 +124,10 @@ def crop_and_flip(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torc
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _gray(images: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(_LUMA, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images * weights).sum(1, keepdim=True)
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, H, W]`` RGB -> ``[B, 1, H, W]`` grey."""
+    weights = torch.tensor(LUMA_WEIGHTS, device=images.device, dtype=images.dtype)
+    return (images * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
 def _blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -176,7 +145,7 @@ def brightness_contrast(images: torch.Tensor, params: dict[str, torch.Tensor]) -
 def colour_jitter(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
     on = params["jitter_on"].view(-1, 1, 1, 1) > 0
     out = brightness_contrast(images, {**params, "jitter_on": torch.ones_like(params["flip"])})
-    out = _blend(out, _gray(out).expand_as(out), params["saturation"])
+    out = _blend(out, luma(out).expand_as(out), params["saturation"])
     out = _rotate_hue(out, params["hue"])
     return torch.where(on, out, images)
 
@@ -227,7 +196,7 @@ def _jitter_step(
     mean = images.mean(dim=(1, 2, 3), keepdim=True).expand_as(images)
     anchor = torch.where(chosen == 1, mean, torch.zeros_like(images))
     if colour:
-        anchor = torch.where(chosen == 2, _gray(images).expand_as(images), anchor)
+        anchor = torch.where(chosen == 2, luma(images).expand_as(images), anchor)
     blended = chosen <= (2 if colour else 1)
     out = torch.where(blended, _blend(images, anchor, factor), images)
     if colour:
@@ -241,25 +210,33 @@ def default_blur_kernel_size(images: torch.Tensor) -> int:
 
 
 def gaussian_blur(
-    images: torch.Tensor, on: torch.Tensor, sigma: torch.Tensor, kernel_size: int
+    images: torch.Tensor,
+    sigma: torch.Tensor,
+    kernel_size: int,
+    on: torch.Tensor | None = None,
+    padding: Literal["reflect", "replicate"] = "reflect",
 ) -> torch.Tensor:
     """Per-sample Gaussian blur of standard deviation ``sigma`` [B] (pixels) where ``on`` [B].
 
-    Separable, with reflect padding, as torchvision's GaussianBlur; one grouped
-    convolution per axis for the whole batch.
+    Separable, one grouped convolution per axis for the whole batch. ``reflect`` padding
+    is torchvision's GaussianBlur (BYOL's augmentation); ``replicate`` keeps an image's
+    mean at its borders (E-SSL's blur levels).
     """
     batch, channels, height, width = images.shape
-    kernel_size = min(kernel_size, 2 * min(height, width) - 1)  # reflect padding needs pad < side
+    if padding == "reflect":  # reflect padding needs pad < side
+        kernel_size = min(kernel_size, 2 * min(height, width) - 1)
     offsets = torch.arange(kernel_size, device=images.device, dtype=images.dtype)
     offsets = offsets - kernel_size // 2
     spread = sigma.to(images.dtype).clamp_min(1e-3)  # samples left unblurred may carry sigma 0
     kernels = torch.exp(-0.5 * (offsets[None, :] / spread[:, None]) ** 2)
     kernels = (kernels / kernels.sum(1, keepdim=True)).repeat_interleave(channels, 0)
     pad = kernel_size // 2
-    flat = F.pad(images.reshape(1, batch * channels, height, width), (pad,) * 4, mode="reflect")
+    flat = F.pad(images.reshape(1, batch * channels, height, width), (pad,) * 4, mode=padding)
     flat = F.conv2d(flat, kernels.view(-1, 1, 1, kernel_size), groups=batch * channels)
     flat = F.conv2d(flat, kernels.view(-1, 1, kernel_size, 1), groups=batch * channels)
     blurred = flat.view_as(images).clamp(0, 1)
+    if on is None:
+        return blurred
     return torch.where(on.view(-1, 1, 1, 1) > 0, blurred, images)
 
 

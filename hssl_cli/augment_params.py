@@ -42,8 +42,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hssl_cli.augment import JITTER_OPERATIONS, BaseAugmentation, ExtendedAugmentConfig
-from hssl_cli.recipe import AugmentConfig
+from hssl_cli.augment import JITTER_OPERATIONS, BaseAugmentation
+from hssl_cli.config import AugmentConfig, ExtendedAugmentConfig
 
 _BASE_COLUMNS = (
     "crop_top",

@@ -10,8 +10,7 @@ read in train mode: keys never depend on the mode a model was in.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,33 +19,27 @@ import torch
 from torch import nn
 
 from hssl_cli import __version__
+from hssl_cli.config import Recipe
 from hssl_cli.errors import HsslUserError
-from hssl_cli.recipe import Recipe, recipe_from_yaml
+from hssl_cli.io import atomic_path
+from hssl_cli.recipe import recipe_from_yaml
 
 CHECKPOINT_FORMAT = "hssl.checkpoint/1"
 TRAIN_STATE_FORMAT = "hssl.train_state/1"
+CUDA_RNG_PREFIX = "rng.cuda."
 BACKBONE_PREFIX = "backbone."
 OBJECTIVE_PREFIX = "objective."
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    """Write a safetensors file atomically (see :func:`hssl_cli.io.atomic_path`)."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        # A copy each: escnn shares basis buffers between layers, and safetensors refuses
-        # tensors that share memory.
-        tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-        save_file(tensors, temporary, metadata=metadata)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    # A copy each: escnn shares basis buffers between layers, and safetensors refuses
+    # tensors that share memory.
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata=metadata)
 
 
 def canonical_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -191,7 +184,7 @@ def save_train_state(path: Path, optimizer: torch.optim.Optimizer, epoch: int, s
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for index, rng in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{index}"] = rng
+            tensors[f"{CUDA_RNG_PREFIX}{index}"] = rng
     metadata = {
         "format": TRAIN_STATE_FORMAT,
         "hssl_version": __version__,
@@ -202,12 +195,28 @@ def save_train_state(path: Path, optimizer: torch.optim.Optimizer, epoch: int, s
     atomic_save(tensors, metadata, path)
 
 
+def cuda_rng_keys(keys: Iterable[str]) -> list[str]:
+    """The ``rng.cuda.N`` keys in device order: by N as a number (``rng.cuda.10`` after 9)."""
+
+    def index(key: str) -> str:
+        return key[len(CUDA_RNG_PREFIX) :]
+
+    cuda = [key for key in keys if key.startswith(CUDA_RNG_PREFIX) and index(key).isdigit()]
+    return sorted(cuda, key=lambda key: int(index(key)))
+
+
 def load_train_state(path: Path, optimizer: torch.optim.Optimizer) -> tuple[int, int]:
     """Restore optimiser and RNG; return (finished epoch, global step)."""
     tensors, metadata = read_safetensors(path, TRAIN_STATE_FORMAT)
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, metadata["optimizer"]))
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, metadata["optimizer"]))
+    except ValueError as err:  # another number or size of parameter groups
+        raise HsslUserError(
+            f"{path} holds the optimiser of another parameter layout ({err}); "
+            "start a new run with another --out"
+        ) from None
     torch.set_rng_state(tensors["rng.cpu"])
-    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    cuda_states = [tensors[key] for key in cuda_rng_keys(tensors)]
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
     return int(metadata["epoch"]), int(metadata["step"])

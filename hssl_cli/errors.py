@@ -7,3 +7,8 @@ class HsslUserError(Exception):
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (for a user error that quotes a library's words)."""
+    return " ".join(str(err).split()) or type(err).__name__

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from hssl_cli.data import ImageSet
+from hssl_cli.config import ProbeConfig
+from hssl_cli.data.image_set import ImageSet
 from hssl_cli.models.backbone import Backbone
 from hssl_cli.progress import progress_bar
-from hssl_cli.recipe import ProbeConfig
 
 FEATURE_KINDS = ("invariant", "full")
 

@@ -91,9 +91,6 @@ class Group:
             found.append(GroupElement(flip, step, self.rotations))
         return found
 
-    def index(self, element: GroupElement) -> int:
-        return self.elements.index(element)
-
     @cached_property
     def _escnn_elements(self) -> list[Any]:
         return list(self.gspace.fibergroup.elements)

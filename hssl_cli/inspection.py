@@ -8,20 +8,18 @@ from typing import Literal
 
 import torch
 
-from hssl_cli.data import ImageSet
+from hssl_cli.config import Recipe
+from hssl_cli.data.image_set import ImageSet
 from hssl_cli.equivariance import Report, measure
 from hssl_cli.errors import HsslUserError
 from hssl_cli.groups import get_group
 from hssl_cli.models.backbone import Backbone
-from hssl_cli.recipe import Recipe
 
 
 @dataclass
 class Inspection:
     source: str
-    recipe: Recipe
     samples: int
-    data: str
     report: Report
 
 
@@ -105,4 +103,4 @@ def inspect_model(
     if baseline is not None:
         baseline.to(device)
     report = measure(backbone, images.to(device), group, angles, baseline)
-    return Inspection(source, recipe, len(images), data, report)
+    return Inspection(source, len(images), report)

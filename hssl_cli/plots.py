@@ -12,6 +12,8 @@ def plot_equivariance(report: dict[str, Any], path: Path, title: str) -> None:
     """Left: invariance error versus rotation angle. Right: per-layer error per group element."""
     import matplotlib
 
+    from hssl_cli.equivariance import EXACT_THRESHOLD
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -51,7 +53,13 @@ def plot_equivariance(report: dict[str, Any], path: Path, title: str) -> None:
         layer_axis.bar(positions, heights, width=width, label=element)
     layer_axis.set_xticks(range(len(layers)), [layer["name"] for layer in layers], rotation=45)
     layer_axis.set_yscale("log")
-    layer_axis.axhline(1e-5, color="black", linewidth=0.8, linestyle="--", label="1e-5")
+    layer_axis.axhline(
+        EXACT_THRESHOLD,
+        color="black",
+        linewidth=0.8,
+        linestyle="--",
+        label=f"{EXACT_THRESHOLD:g}",
+    )
     layer_axis.set_xlabel("layer")
     layer_axis.set_ylabel("relative equivariance error")
     layer_axis.set_title(f"per layer and element ({report['group']})")

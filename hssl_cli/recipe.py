@@ -1,200 +1,30 @@
-"""Recipes: YAML files validated into typed configuration.
+"""Recipes: reading YAML files into a validated :class:`~hssl_cli.config.Recipe`.
 
 A recipe names everything a run needs (data, model, method, optimiser, training,
-probe, seed), so a checkpoint that stores its resolved recipe can be rebuilt
-alone. Unknown keys are errors, with a suggestion, because a silently ignored
-typo (``train.epocs``) wastes a GPU day.
+probe, seed), so a checkpoint that stores its resolved recipe can be rebuilt alone.
+This module reads files, follows ``base:`` inheritance, applies ``--set`` overrides and
+turns validation errors into one line; the schema itself is :mod:`hssl_cli.config`.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import re
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializeAsAny,
-    StrictInt,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import ValidationError
+
+from hssl_cli.config import (
+    Recipe,
+    describe_error,
+    error_key,
+    first_error,
+    keys_at,
+    methods_with_option,
 )
-
 from hssl_cli.errors import HsslUserError
-from hssl_cli.groups import check_group_name
-
-
-def check_registered(kind: str, name: str, registry: Iterable[str]) -> str:
-    """One message for every registry lookup: the unknown name, a close match, the choices."""
-    known = sorted(registry)
-    if name in known:
-        return name
-    close = difflib.get_close_matches(str(name), known, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ValueError(f"unknown {kind} {name!r}; {hint}known: {', '.join(known)}")
-
-
-class Section(BaseModel):
-    """Base of every recipe section: unknown keys are rejected."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(Section):
-    name: str = "digits"
-    root: str | None = None
-    download: bool = False
-    image_size: StrictInt | None = Field(default=None, gt=0)
-    path: str | None = None
-    test_path: str | None = None
-    limit_train: StrictInt | None = Field(default=None, gt=0)
-    limit_test: StrictInt | None = Field(default=None, gt=0)
-    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        from hssl_cli.data import DATASETS
-
-        return check_registered("data set", name, DATASETS)
-
-
-class ModelConfig(Section):
-    backbone: str = "cnn"
-    group: str = "rot4"
-    structure: Literal["equivariant", "unstructured"] = "equivariant"
-    widths: list[StrictInt] = Field(default_factory=lambda: [8, 16, 32], min_length=1)
-    convs_per_stage: StrictInt = Field(default=1, ge=1)
-    kernel_size: StrictInt = Field(default=3, ge=1)
-    group_pool: Literal["max", "mean"] = "max"
-    # ResNet-sized backbones (e2resnet18): match ResNet-18's parameters or its activations,
-    # scaled by width_multiplier (tiny test models); see hssl_cli/models/equivariant_resnet.py.
-    resnet_width: Literal["params", "activations"] = "params"
-    width_multiplier: float = Field(default=1.0, gt=0)
-
-    @field_validator("group")
-    @classmethod
-    def _known_group(cls, name: str) -> str:
-        check_group_name(name)
-        return name
-
-    @field_validator("backbone")
-    @classmethod
-    def _known_backbone(cls, name: str) -> str:
-        from hssl_cli.models import BACKBONES
-
-        return check_registered("backbone", name, BACKBONES)
-
-    @model_validator(mode="after")
-    def _backbone_accepts(self) -> ModelConfig:
-        from hssl_cli.models import BACKBONE_CHECKS
-
-        check = BACKBONE_CHECKS.get(self.backbone)
-        if check is not None:
-            check(self)
-        return self
-
-    @field_validator("kernel_size")
-    @classmethod
-    def _odd_kernel(cls, size: int) -> int:
-        if size % 2 == 0:
-            raise ValueError(
-                "kernel_size must be odd so that rotations map the kernel grid onto itself"
-            )
-        return size
-
-
-class AugmentConfig(Section):
-    """Base (non-group) augmentations, SimCLR's CIFAR pipeline by default (METHODS §1)."""
-
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = Field(default=0.5, ge=0, le=1)
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
-    jitter_p: float = Field(default=0.8, ge=0, le=1)
-    grayscale: float = Field(default=0.2, ge=0, le=1)
-    group_element: bool = False
-
-    @field_validator("crop_scale")
-    @classmethod
-    def _scale_range(cls, scale: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError("crop_scale must be [min, max] with 0 < min <= max <= 1")
-        return scale
-
-
-class MethodConfig(Section):
-    """Fields every objective shares; each objective extends it with its own options."""
-
-    name: str = "hssl"
-
-
-class OptimConfig(Section):
-    name: Literal["sgd", "adamw"] = "adamw"
-    lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=1e-4, ge=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    warmup_epochs: float = Field(default=0.0, ge=0)
-    min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
-
-
-class TrainConfig(Section):
-    epochs: StrictInt = Field(default=10, ge=0)  # 0 saves the random-init encoder (a baseline)
-    batch_size: StrictInt = Field(default=128, ge=2)
-    grad_clip: float | None = Field(default=None, gt=0)
-
-
-class ProbeConfig(Section):
-    steps: StrictInt = Field(default=100, ge=1)
-    weight_decay: float = Field(default=1e-4, ge=0)
-    batch_size: StrictInt = Field(default=512, ge=1)
-    knn_k: StrictInt = Field(default=200, ge=1)
-    knn_temperature: float = Field(default=0.1, gt=0)
-
-
-class Recipe(Section):
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    method: SerializeAsAny[MethodConfig] = Field(
-        default_factory=MethodConfig, validate_default=True
-    )
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    probe: ProbeConfig = Field(default_factory=ProbeConfig)
-    seed: StrictInt = 0
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _method_from_registry(cls, raw: Any) -> MethodConfig:
-        """Validate ``method`` with the chosen objective's own config class."""
-        from hssl_cli.objectives import OBJECTIVES
-
-        if isinstance(raw, MethodConfig):
-            raw = raw.model_dump()
-        raw = dict(raw or {})
-        name = raw.get("name", "hssl")
-        return OBJECTIVES[check_registered("method", name, OBJECTIVES)].Config.model_validate(raw)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Recipe:
-        from hssl_cli.objectives import OBJECTIVES
-
-        OBJECTIVES[self.method.name].check_recipe(self)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
 
 # ---------------------------------------------------------------- loading
 
@@ -284,62 +114,29 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def _known_keys(section: str | int, method_name: str) -> list[str]:
-    from hssl_cli.objectives import OBJECTIVES
-
-    if section == "method":
-        objective = OBJECTIVES.get(method_name)
-        return list(objective.Config.model_fields) if objective else ["name"]
-    field = Recipe.model_fields.get(str(section))
-    annotation = getattr(field, "annotation", None)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
-    return []
-
-
-def _owners(option: str) -> list[str]:
-    from hssl_cli.objectives import OBJECTIVES
-
-    return sorted(name for name, o in OBJECTIVES.items() if option in o.Config.model_fields)
-
-
 def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    loc = [part for part in error["loc"] if not isinstance(part, int)]
-    key = ".".join(str(part) for part in loc)
-    if error["type"] == "extra_forbidden":
-        parent = loc[0] if len(loc) > 1 else None
-        method = raw.get("method") if isinstance(raw.get("method"), dict) else {}
-        method_name = str(method.get("name", "hssl"))
-        owners = _owners(str(loc[-1])) if parent == "method" and len(loc) == 2 else []
+    """One line for a recipe's first validation error; an option of another method says so."""
+    if error["type"] != "extra_forbidden":
+        return describe_error(error, [])
+    parts = error_key(error)
+    method = raw.get("method") if isinstance(raw.get("method"), dict) else {}
+    method_name = str(method.get("name", "hssl"))
+    if parts[0] == "method" and len(parts) == 2:
+        owners = methods_with_option(parts[-1])
         if owners:
             return (
-                f"'{key}' is not an option of method {method_name} "
+                f"'{'.'.join(parts)}' is not an option of method {method_name} "
                 f"(it belongs to {', '.join(owners)}); remove it or change method.name"
             )
-        known = _known_keys(parent, method_name) if parent else list(Recipe.model_fields)
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        hint = (
-            f"did you mean '{'.'.join([*map(str, loc[:-1]), close[0]])}'?"
-            if close
-            else (f"known keys here: {', '.join(known)}")
-        )
-        return f"unknown recipe key '{key}'; {hint}"
-    message = error["msg"].removeprefix("Value error, ")
-    given = error.get("input")
-    shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
-    if not key:
-        return message
-    return f"bad recipe value for '{key}': {message}{shown}"
+    return describe_error(error, keys_at(parts[:-1], method_name))
 
 
 def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(raw)
     except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        more = len(err.errors()) - 1
-        extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise HsslUserError(f"{source}: {_describe(first, raw)}{extra}") from None
+        error, more = first_error(err)
+        raise HsslUserError(f"{source}: {_describe(error, raw)}{more}") from None
     except HsslUserError as err:
         raise HsslUserError(f"{source}: {err}") from None
 

@@ -32,6 +32,11 @@ class BackboneOutput:
         return self.fibers.flatten(1)
 
 
+def fiber_tokens(fibers: torch.Tensor) -> torch.Tensor:
+    """``[B, C, |G|]`` -> ``[B, |G|, C]``: each fiber a token, for maps shared across fibers."""
+    return fibers.movedim(GROUP_AXIS, 1)
+
+
 def split_fields(flat_map: torch.Tensor, group_order: int) -> torch.Tensor:
     """``[B, C*|G|, H, W]`` -> ``[B, C, |G|, H, W]``."""
     batch, channels, height, width = flat_map.shape

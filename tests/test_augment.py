@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from hssl_cli.augment import BaseAugmentation
+from hssl_cli.config import AugmentConfig
 from hssl_cli.groups import get_group
-from hssl_cli.recipe import AugmentConfig
 
 CPU = torch.device("cpu")
 NONE = {

@@ -19,7 +19,7 @@ from hssl_cli.augment_params import (
     parameter_layout,
     params_to_vector,
 )
-from hssl_cli.recipe import AugmentConfig
+from hssl_cli.config import AugmentConfig
 
 CPU = torch.device("cpu")
 EVERYTHING = ExtendedAugmentConfig(
@@ -187,7 +187,7 @@ def test_blur_matches_torchvision_per_sample() -> None:
     images = torch.rand(4, 3, 16, 16, generator=gen(14))
     sigma = torch.tensor([0.3, 0.8, 1.5, 2.0])
     on = torch.tensor([1.0, 1.0, 0.0, 1.0])
-    out = gaussian_blur(images, on, sigma, kernel_size=5)
+    out = gaussian_blur(images, sigma, kernel_size=5, on=on)
     for b in range(4):
         expected = images[b]
         if on[b] > 0:

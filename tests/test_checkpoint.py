@@ -336,3 +336,14 @@ def test_train_state_metadata(tmp_path):
         read_checkpoint(path)
     with pytest.raises(HsslUserError, match="training state not found"):
         load_train_state(tmp_path / "none.safetensors", optimizer)
+
+
+def test_train_state_of_other_parameter_groups_is_a_user_error(tmp_path):
+    net = tiny_net()
+    grouped = torch.optim.SGD(
+        [{"params": list(net[0].parameters())}, {"params": list(net[1:].parameters())}], lr=0.1
+    )
+    path = tmp_path / "train_state.safetensors"
+    save_train_state(path, grouped, epoch=1, step=3)
+    with pytest.raises(HsslUserError, match="optimiser of another parameter layout"):
+        load_train_state(path, torch.optim.SGD(tiny_net().parameters(), lr=0.1))

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from hssl_cli.config import ModelConfig
 from hssl_cli.equivariance import (
     VERDICT_APPROXIMATE,
     VERDICT_EXACT,
@@ -15,7 +16,6 @@ from hssl_cli.errors import HsslUserError
 from hssl_cli.groups import get_group
 from hssl_cli.models import build_backbone
 from hssl_cli.models.backbone import Backbone
-from hssl_cli.recipe import ModelConfig
 
 
 class PixelPermutationLift(Backbone):
@@ -28,7 +28,7 @@ class PixelPermutationLift(Backbone):
 
     def __init__(self, group_name: str, size: int, lift: bool) -> None:
         group = get_group(group_name)
-        super().__init__(group, 1, 1, "mean", structured=True)
+        super().__init__(group, 1, 1, "mean")
         self.lift = lift
         generator = torch.Generator().manual_seed(0)
         self.permutation = torch.randperm(size * size, generator=generator)
@@ -124,6 +124,12 @@ def test_incompatible_groups_are_user_errors() -> None:
 def test_parse_angles() -> None:
     assert parse_angles("0:90:30") == [0, 30, 60]
     assert parse_angles("0:360:15")[-1] == 345
-    for bad in ("0:360", "a:b:c", "0:360:0", "90:0:10"):
-        with pytest.raises(HsslUserError):
+    for bad, problem in [
+        ("0:360", "is not START:STOP:STEP"),
+        ("a:b:c", "is not START:STOP:STEP"),
+        ("0:360:0", "need STOP > START and STEP > 0"),
+        ("90:0:10", "need STOP > START and STEP > 0"),
+        ("0:360:0.01", "asks for 36000 angles"),
+    ]:
+        with pytest.raises(HsslUserError, match=f"--angles '{bad}'.*{problem}"):
             parse_angles(bad)

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from hssl_cli.config import ModelConfig, ProbeConfig
 from hssl_cli.data import ImageSet
 from hssl_cli.evaluation import (
     Features,
@@ -15,7 +16,6 @@ from hssl_cli.evaluation import (
     topk_accuracy,
 )
 from hssl_cli.models import build_backbone
-from hssl_cli.recipe import ModelConfig, ProbeConfig
 
 CLASSES = 6
 PROBE = ProbeConfig(steps=20, knn_k=5, knn_temperature=0.1)
@@ -82,6 +82,31 @@ def test_linear_probe_on_random_labels_is_near_chance():
     result = linear_probe(train, train_labels, test, test_labels, CLASSES, PROBE)
     assert 100 / CLASSES - 10 < result["top1"] < 100 / CLASSES + 10
     assert 500 / CLASSES - 10 < result["top5"] < 500 / CLASSES + 10
+
+
+def test_linear_probe_matches_scikit_learn_on_digits():
+    """Same standardised pixels, same split, same objective: sklearn's ``C * sum(CE) +
+    |W|^2 / 2`` is the probe's ``mean(CE) + weight_decay * |W|^2`` for ``C = 1 / (2 n wd)``."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    digits = load_digits()
+    pixels = torch.tensor(digits.data, dtype=torch.float32)
+    labels = torch.tensor(digits.target)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    train_idx, test_idx = order[:300], order[300:800]
+    train, test = pixels[train_idx], pixels[test_idx]
+    varying = train.std(0) > 0  # a few border pixels are always blank
+    mean, std = train[:, varying].mean(0), train[:, varying].std(0)
+    train, test = (train[:, varying] - mean) / std, (test[:, varying] - mean) / std
+    config = ProbeConfig()
+
+    ours = linear_probe(train, labels[train_idx], test, labels[test_idx], 10, config)["top1"]
+    reference = LogisticRegression(C=1 / (2 * len(train) * config.weight_decay), max_iter=5000)
+    reference.fit(train.numpy(), labels[train_idx].numpy())
+    theirs = 100 * (reference.predict(test.numpy()) == labels[test_idx].numpy()).mean()
+    assert theirs > 90  # a real task: far from chance (10) and from trivially perfect
+    assert abs(ours - theirs) <= 1.0
 
 
 def test_linear_probe_is_reproducible():

@@ -93,7 +93,9 @@ def test_elements_follow_escnn_order_and_are_flip_then_rotation():
     ]
     images = torch.rand(1, 1, 5, 5, generator=torch.Generator().manual_seed(6))
     expected = torch.rot90(torch.flip(images, (3,)), 1, (2, 3))
-    assert torch.equal(group.act_on_images(images, group.index(GroupElement(True, 1, 4))), expected)
+    assert torch.equal(
+        group.act_on_images(images, group.elements.index(GroupElement(True, 1, 4))), expected
+    )
     assert [str(e) for e in get_group("flip").elements] == ["rot0", "flip.rot0"]
     assert GroupElement(False, 1, 8).degrees == 45.0
 

@@ -5,13 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hssl_cli.config import METHOD_CONFIGS, AugmentConfig, HsslConfig, Recipe, SimclrConfig
 from hssl_cli.errors import HsslUserError
-from hssl_cli.objectives import OBJECTIVES
-from hssl_cli.objectives.hssl import HsslConfig
-from hssl_cli.objectives.simclr import SimclrConfig
 from hssl_cli.recipe import (
-    AugmentConfig,
-    Recipe,
     apply_overrides,
     load_recipe,
     parse_override,
@@ -381,8 +377,7 @@ def test_recipes_are_shipped():
 def test_every_shipped_recipe_loads(path):
     recipe = load_recipe(path)
     assert isinstance(recipe, Recipe)
-    assert recipe.method.name in OBJECTIVES
-    assert type(recipe.method) is OBJECTIVES[recipe.method.name].Config
+    assert type(recipe.method) is METHOD_CONFIGS[recipe.method.name]
 
 
 @pytest.mark.parametrize("path", RECIPE_FILES, ids=lambda p: p.name)

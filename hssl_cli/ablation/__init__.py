@@ -2,5 +2,6 @@
 
 ``study`` defines the grid (from ``--grid`` options or an ablation file), ``runner``
 executes it as ``hssl pretrain`` / ``hssl linear-probe`` processes with skip-if-done
-resume, ``results`` collects and summarises, ``summary_plot`` draws the figure.
+resume, ``results`` collects the runs and writes the files, ``points`` summarises each
+grid point over its seeds, ``summary_plot`` draws the figure.
 """

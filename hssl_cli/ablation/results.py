@@ -9,36 +9,28 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hssl_cli.ablation.runner import (
-    FAILURE_NAME,
-    TIMING_NAME,
-    read_probe,
-    run_folder,
-    write_atomically,
+from hssl_cli.ablation.points import (
+    METRIC_TITLES,
+    PointSummary,
+    summarise,
+    summary_columns,
 )
+from hssl_cli.ablation.runner import read_probe, run_folder
 from hssl_cli.ablation.study import METRICS, Study
-
-RESULTS_NAME = "results.csv"
-SUMMARY_NAME = "summary.md"
-PLOT_NAME = "summary.png"
-STUDY_NAME = "ablation.json"
-SUMMARY_METRICS = ("top1", "full_top1", "knn_top1")
-METRIC_TITLES = {
-    "top1": "linear top-1 (invariant)",
-    "top5": "linear top-5 (invariant)",
-    "knn_top1": "kNN top-1 (invariant)",
-    "knn_top5": "kNN top-5 (invariant)",
-    "full_top1": "linear top-1 (full)",
-    "full_top5": "linear top-5 (full)",
-    "full_knn_top1": "kNN top-1 (full)",
-    "full_knn_top5": "kNN top-5 (full)",
-}
+from hssl_cli.ablation.summary_plot import plot_summary
+from hssl_cli.io import atomic_write_json, atomic_write_text
+from hssl_cli.run_files import (
+    FAILURE_NAME,
+    METRICS_NAME,
+    PLOT_NAME,
+    RESULTS_NAME,
+    STUDY_NAME,
+    SUMMARY_NAME,
+    TIMING_NAME,
+)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -51,7 +43,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _final_loss(folder: Path) -> float | None:
     try:
-        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        lines = (folder / METRICS_NAME).read_text().splitlines()
         return float(json.loads(lines[-1])["loss"])
     except (OSError, ValueError, IndexError, KeyError, TypeError):
         return None
@@ -92,54 +84,6 @@ def results_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-@dataclass
-class PointSummary:
-    """One grid point over its finished seeds."""
-
-    levels: dict[str, str]
-    runs: int
-    done: int
-    mean: dict[str, float]
-    std: dict[str, float]
-    wall_seconds: float
-
-    def text(self, metric: str) -> str:
-        if not self.done:
-            return "-"
-        return f"{self.mean[metric]:.2f} ± {self.std[metric]:.2f}"
-
-
-def summarise(study: Study, rows: list[dict[str, Any]]) -> list[PointSummary]:
-    """Mean ± sample std over seeds per grid point, in the grid's order (0 std for one seed)."""
-    points: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        points.setdefault(tuple(row[axis.name] for axis in study.axes), []).append(row)
-    summaries = []
-    for key, group in points.items():
-        done = [row for row in group if row["status"] == "done"]
-        mean, std = {}, {}
-        for metric in METRICS:
-            values = [float(row[metric]) for row in done if row[metric] is not None]
-            mean[metric] = statistics.mean(values) if values else math.nan
-            std[metric] = statistics.stdev(values) if len(values) > 1 else 0.0
-        seconds = [float(row["wall_seconds"]) for row in done if row["wall_seconds"] is not None]
-        summaries.append(
-            PointSummary(
-                levels=dict(zip([axis.name for axis in study.axes], key, strict=True)),
-                runs=len(group),
-                done=len(done),
-                mean=mean,
-                std=std,
-                wall_seconds=statistics.mean(seconds) if seconds else math.nan,
-            )
-        )
-    return summaries
-
-
-def summary_columns(study: Study) -> list[str]:
-    return list(dict.fromkeys([study.metric, *SUMMARY_METRICS]))
-
-
 def summary_markdown(study: Study, summaries: list[PointSummary]) -> str:
     metrics = summary_columns(study)
     axes = [axis.name for axis in study.axes]
@@ -167,13 +111,11 @@ def summary_markdown(study: Study, summaries: list[PointSummary]) -> str:
 
 def write_results(study: Study, out_dir: Path) -> tuple[list[dict[str, Any]], list[PointSummary]]:
     """Write results.csv, summary.md, summary.png and the resolved study; return rows, points."""
-    from hssl_cli.ablation.summary_plot import plot_summary
-
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = collect_rows(study, out_dir)
     summaries = summarise(study, rows)
-    write_atomically(out_dir / RESULTS_NAME, results_csv(rows))
-    write_atomically(out_dir / SUMMARY_NAME, summary_markdown(study, summaries))
-    write_atomically(out_dir / STUDY_NAME, json.dumps(study.to_dict(), indent=1))
+    atomic_write_text(out_dir / RESULTS_NAME, results_csv(rows))
+    atomic_write_text(out_dir / SUMMARY_NAME, summary_markdown(study, summaries))
+    atomic_write_json(out_dir / STUDY_NAME, study.to_dict(), indent=1)
     plot_summary(study, summaries, out_dir / PLOT_NAME)
     return rows, summaries

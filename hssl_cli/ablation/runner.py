@@ -25,12 +25,16 @@ from queue import Queue
 from typing import Any
 
 from hssl_cli.ablation.study import Run
+from hssl_cli.io import atomic_write_json, atomic_write_text
+from hssl_cli.run_files import (
+    CHECKPOINT_NAME,
+    FAILURE_NAME,
+    LOG_NAME,
+    PROBE_NAME,
+    RUNS_FOLDER,
+    TIMING_NAME,
+)
 
-RUNS_FOLDER = "runs"
-PROBE_NAME = "probe.json"
-FAILURE_NAME = "failure.json"
-TIMING_NAME = "timing.json"
-LOG_NAME = "log.txt"
 CHILD_GRACE_SECONDS = 60.0  # a child saving its checkpoint after Ctrl-C gets this long
 
 
@@ -61,7 +65,7 @@ def commands(run: Run, folder: Path, device: str) -> tuple[list[str], list[str]]
     for override in run.overrides:
         pretrain += ["--set", override]
     pretrain += ["--device", device, "--resume", "--quiet"]
-    probe = ["hssl", "linear-probe", str(folder / "checkpoint.safetensors")]
+    probe = ["hssl", "linear-probe", str(folder / CHECKPOINT_NAME)]
     probe += ["--device", device, "--json"]
     return pretrain, probe
 
@@ -70,16 +74,6 @@ def shell_lines(run: Run, folder: Path, device: str) -> list[str]:
     """What ``--dry-run`` prints: two lines a shell or a cluster scheduler runs as they are."""
     pretrain, probe = commands(run, folder, device)
     return [shlex.join(pretrain), f"{shlex.join(probe)} > {shlex.quote(str(folder / PROBE_NAME))}"]
-
-
-def write_atomically(path: Path, data: str | bytes) -> None:
-    """Write beside ``path`` and rename over it: a reader sees the old file or the new one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    if isinstance(data, bytes):
-        temporary.write_bytes(data)
-    else:
-        temporary.write_text(data)
-    os.replace(temporary, path)
 
 
 class RunFailed(Exception):
@@ -140,7 +134,7 @@ def execute_run(run: Run, folder: Path, device: str, env: dict[str, str]) -> Non
     pretrain, probe = commands(run, folder, device)
     log = folder / LOG_NAME
     _child(pretrain, env, log)
-    write_atomically(folder / PROBE_NAME, _child(probe, env, log))
+    atomic_write_text(folder / PROBE_NAME, _child(probe, env, log))
 
 
 def execute_run_in_process(run: Run, folder: Path, device: str, env: dict[str, str]) -> None:
@@ -151,7 +145,7 @@ def execute_run_in_process(run: Run, folder: Path, device: str, env: dict[str, s
     from hssl_cli.errors import HsslUserError, TrainingDiverged
     from hssl_cli.probe import probe_checkpoint
     from hssl_cli.recipe import load_recipe
-    from hssl_cli.training import CHECKPOINT_NAME, pretrain, select_device
+    from hssl_cli.training import pretrain, select_device
 
     pretrain_command, probe_command = commands(run, folder, device)
     with (folder / LOG_NAME).open("a") as log:
@@ -171,7 +165,7 @@ def execute_run_in_process(run: Run, folder: Path, device: str, env: dict[str, s
         except Exception as err:  # an internal error stays in its run, traceback in the log
             log.write(traceback.format_exc())
             raise RunFailed(f"internal error: {type(err).__name__}: {err}") from None
-    write_atomically(folder / PROBE_NAME, json.dumps(report))
+    atomic_write_json(folder / PROBE_NAME, report)
 
 
 RunExecutor = Callable[[Run, Path, str, dict[str, str]], None]
@@ -186,11 +180,11 @@ def _attempt(
         execute(run, folder, device, env)
     except RunFailed as err:
         seconds = time.perf_counter() - started
-        write_atomically(folder / FAILURE_NAME, json.dumps({"error": str(err), "seconds": seconds}))
+        atomic_write_json(folder / FAILURE_NAME, {"error": str(err), "seconds": seconds})
         return Outcome(run, "failed", seconds, str(err))
     seconds = time.perf_counter() - started
     (folder / FAILURE_NAME).unlink(missing_ok=True)
-    write_atomically(folder / TIMING_NAME, json.dumps({"wall_seconds": seconds}))
+    atomic_write_json(folder / TIMING_NAME, {"wall_seconds": seconds})
     return Outcome(run, "done", seconds)
 
 

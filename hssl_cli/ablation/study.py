@@ -8,7 +8,6 @@ validated as a recipe before any starts, so a bad key or value stops the study a
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 import os
@@ -20,8 +19,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hssl_cli.config import check_registered, describe_error, first_error
 from hssl_cli.errors import HsslUserError
-from hssl_cli.recipe import check_registered, typed_value
+from hssl_cli.recipe import typed_value
 
 RECIPE_AXIS = "recipe"
 KEY_PATTERN = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
@@ -337,14 +337,9 @@ def load_ablation_file(path: Path) -> Study:
     try:
         spec = AblationFile.model_validate(raw)
     except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        key = ".".join(map(str, first["loc"]))
-        if first["type"] == "extra_forbidden":
-            known = list(AblationFile.model_fields)
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
-            raise HsslUserError(f"ablation file {path}: unknown key '{key}'; {hint}") from None
-        raise HsslUserError(f"ablation file {path}: '{key}': {first['msg']}") from None
+        error, more = first_error(err)
+        problem = describe_error(error, list(AblationFile.model_fields), noun="ablation file")
+        raise HsslUserError(f"ablation file {path}: {problem}{more}") from None
     folder = path.parent
     recipe = _relative(folder, spec.recipe)
     if not recipe.is_file():

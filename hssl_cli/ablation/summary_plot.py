@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hssl_cli.ablation.points import METRIC_TITLES, PointSummary
+from hssl_cli.io import atomic_path
+
 if TYPE_CHECKING:
-    from hssl_cli.ablation.results import PointSummary
     from hssl_cli.ablation.study import Axis, Study
 
 
@@ -24,9 +25,6 @@ def plot_summary(study: Study, summaries: list[PointSummary], path: Path) -> Non
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from hssl_cli.ablation.results import METRIC_TITLES
-    from hssl_cli.ablation.runner import write_atomically
 
     metric = study.metric
     axes = _varying(study)
@@ -111,7 +109,8 @@ def plot_summary(study: Study, summaries: list[PointSummary], path: Path) -> Non
     plot.set_title(f"{study.name}: mean ± std over {seeds} seed{'s' if seeds > 1 else ''}")
     plot.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    image = io.BytesIO()
-    figure.savefig(image, format="png", dpi=120)
-    plt.close(figure)
-    write_atomically(path, image.getvalue())
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format="png", dpi=120)
+    finally:
+        plt.close(figure)

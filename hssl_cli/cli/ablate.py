@@ -14,7 +14,7 @@ from hssl_cli.cli.options import DeviceOption, JsonOption, QuietOption, SetOptio
 from hssl_cli.errors import HsslUserError
 
 if TYPE_CHECKING:
-    from hssl_cli.ablation.results import PointSummary
+    from hssl_cli.ablation.points import PointSummary
     from hssl_cli.ablation.study import Study
 
 
@@ -70,7 +70,7 @@ def print_summary(study: Study, summaries: list[PointSummary], out_dir: Path) ->
     from rich.console import Console
     from rich.table import Table
 
-    from hssl_cli.ablation.results import METRIC_TITLES, summary_columns
+    from hssl_cli.ablation.points import METRIC_TITLES, summary_columns
 
     metrics = summary_columns(study)
     table = Table(title=f"ablation {study.name}: mean ± std over seeds ({out_dir})")
@@ -185,7 +185,8 @@ def ablate(
                 f"in {outcome.seconds:.0f} s"
             )
 
-    from hssl_cli.ablation.results import PLOT_NAME, RESULTS_NAME, SUMMARY_NAME, write_results
+    from hssl_cli.ablation.results import write_results
+    from hssl_cli.run_files import LOG_NAME, PLOT_NAME, RESULTS_NAME, RUNS_FOLDER, SUMMARY_NAME
 
     try:
         outcomes = execute_study(runs, out_dir, device, jobs, report)
@@ -216,8 +217,8 @@ def ablate(
     if failed:
         print(
             f"error: {len(failed)} of {len(runs)} runs failed (first: {failed[0].run.name}: "
-            f"{failed[0].error}); their logs are in {out_dir}/runs/<run>/log.txt, and a re-run "
-            "retries them",
+            f"{failed[0].error}); their logs are in {out_dir / RUNS_FOLDER}/<run>/{LOG_NAME}, and "
+            "a re-run retries them",
             file=sys.stderr,
         )
         raise typer.Exit(1)

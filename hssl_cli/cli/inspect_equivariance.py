@@ -20,9 +20,11 @@ def _scientific(value: float) -> str:
 
 
 def _style(error: float | None) -> str:
+    from hssl_cli.equivariance import EXACT_THRESHOLD  # torch is loaded by now: the model ran
+
     if error is None:
         return "[dim]—[/dim]"
-    colour = "green" if error <= 1e-5 else "yellow" if error <= 1e-2 else "red"
+    colour = "green" if error <= EXACT_THRESHOLD else "yellow" if error <= 1e-2 else "red"
     return f"[{colour}]{_scientific(error)}[/{colour}]"
 
 

@@ -26,8 +26,9 @@ def pretrain(
 ) -> None:
     """Pretrain a backbone with the recipe's SSL method; writes DIR/checkpoint.safetensors."""
     from hssl_cli.recipe import load_recipe
-    from hssl_cli.training import CHECKPOINT_NAME, select_device
+    from hssl_cli.run_files import CHECKPOINT_NAME
     from hssl_cli.training import pretrain as run_pretrain
+    from hssl_cli.training import select_device
 
     resolved = load_recipe(recipe, overrides)
     out_dir = out or Path("runs") / recipe.stem

@@ -9,33 +9,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hssl_cli.data.image_set import SUBSET_SEED, ImageSet
 from hssl_cli.errors import HsslUserError
 
 if TYPE_CHECKING:
-    import torch
-
-    from hssl_cli.recipe import DataConfig
+    from hssl_cli.config import DataConfig
 
 SPLITS = ("train", "test")
 STATS_MAX_IMAGES = 10_000
-_LIMIT_SEED = 0
-
-
-@dataclass
-class ImageSet:
-    """Images kept in memory as uint8, so batches are slices and augmentation runs batched on
-    the device."""
-
-    images: torch.Tensor  # uint8, [N, C, H, W], C = 1 or 3
-    labels: torch.Tensor  # int64, [N]
-    num_classes: int
-    name: str  # e.g. "digits/train"
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
 
 
 Loader = Callable[["DataConfig", str], ImageSet]
@@ -105,7 +88,7 @@ def load_images(config: DataConfig, split: str) -> ImageSet:
     limit = config.limit_train if split == "train" else config.limit_test
     if limit is not None and limit < len(data):
         # Seed 0, not the recipe seed: runs that differ only in seed must see the same images.
-        generator = torch.Generator().manual_seed(_LIMIT_SEED)
+        generator = torch.Generator().manual_seed(SUBSET_SEED)
         keep = torch.randperm(len(data), generator=generator)[:limit].sort().values
         data = ImageSet(
             images=data.images[keep].contiguous(),
@@ -147,7 +130,7 @@ def channel_stats(images: ImageSet) -> tuple[list[float], list[float]]:
     if count == 0:
         raise ValueError(f"{images.name}: cannot compute channel statistics of an empty image set")
     if count > STATS_MAX_IMAGES:
-        generator = torch.Generator().manual_seed(_LIMIT_SEED)
+        generator = torch.Generator().manual_seed(SUBSET_SEED)
         keep = torch.randperm(count, generator=generator)[:STATS_MAX_IMAGES].sort().values
         data = data[keep]
     channels = data.shape[1]

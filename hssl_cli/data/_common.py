@@ -6,10 +6,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hssl_cli.data import ImageSet
+from hssl_cli.data.image_set import SUBSET_SEED, ImageSet
 from hssl_cli.errors import HsslUserError
 
-SPLIT_SEED = 0
 _RESIZE_CHUNK = 2048
 
 
@@ -78,7 +77,7 @@ def stratified_split(labels: np.ndarray, test_fraction: float, split: str, what:
     recipe seed and every class keeps its share."""
     check_split(split)
     labels = np.asarray(labels).reshape(-1)
-    rng = np.random.default_rng(SPLIT_SEED)
+    rng = np.random.default_rng(SUBSET_SEED)
     train_parts: list[np.ndarray] = []
     test_parts: list[np.ndarray] = []
     for label in np.unique(labels):

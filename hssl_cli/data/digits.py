@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from hssl_cli.data import ImageSet
 from hssl_cli.data._common import image_set, resize_uint8, stratified_split
+from hssl_cli.data.image_set import ImageSet
 
 if TYPE_CHECKING:
-    from hssl_cli.recipe import DataConfig
+    from hssl_cli.config import DataConfig
 
 DEFAULT_SIZE = 32
 NUM_CLASSES = 10

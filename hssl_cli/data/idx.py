@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hssl_cli.data import ImageSet
 from hssl_cli.data._common import check_split, image_set
-from hssl_cli.errors import HsslUserError
+from hssl_cli.data.image_set import ImageSet
+from hssl_cli.errors import HsslUserError, one_line
 
 # IDX type codes (third magic byte) -> big-endian numpy dtype.
 _IDX_DTYPES: dict[int, str] = {
@@ -44,7 +44,7 @@ def read_idx(path: Path) -> np.ndarray:
         else:
             raw = path.read_bytes()
     except (OSError, EOFError, zlib.error) as err:
-        raise HsslUserError(_corrupt(path, f"cannot be read ({_one_line(err)})")) from None
+        raise HsslUserError(_corrupt(path, f"cannot be read ({one_line(err)})")) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise HsslUserError(_corrupt(path, "has no IDX magic number"))
     ndim = raw[3]
@@ -114,7 +114,3 @@ def load_idx_split(root: Path, split: str, dataset: str, num_classes: int = 10) 
 
 def _corrupt(path: Path, problem: str) -> str:
     return f"IDX file {path} {problem}: replace it with an intact copy"
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__

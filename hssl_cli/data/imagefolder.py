@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hssl_cli.data import ImageSet
 from hssl_cli.data._common import check_split, image_set
+from hssl_cli.data.image_set import ImageSet
 from hssl_cli.errors import HsslUserError
 
 if TYPE_CHECKING:
-    from hssl_cli.recipe import DataConfig
+    from hssl_cli.config import DataConfig
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 _GRAY_MODES = frozenset({"1", "L", "LA"})

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hssl_cli.data import ImageSet
 from hssl_cli.data._common import check_split, image_set, stratified_split
-from hssl_cli.errors import HsslUserError
+from hssl_cli.data.image_set import ImageSet
+from hssl_cli.errors import HsslUserError, one_line
 
 if TYPE_CHECKING:
-    from hssl_cli.recipe import DataConfig
+    from hssl_cli.config import DataConfig
 
 _EXPECTED = "keys x (uint8 [N,H,W] or [N,H,W,C], C=1 or 3) and y (integer labels [N])"
 
@@ -54,7 +54,7 @@ def _open(path: Path) -> np.lib.npyio.NpzFile:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise HsslUserError(
-            f"{path} is not a readable .npz ({_one_line(err)}): save it with "
+            f"{path} is not a readable .npz ({one_line(err)}): save it with "
             f"numpy.savez holding {_EXPECTED}"
         ) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -77,7 +77,7 @@ def _get(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
         return archive[key]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise HsslUserError(
-            f"{path}: array {key} is unreadable ({_one_line(err)}); it must be a "
+            f"{path}: array {key} is unreadable ({one_line(err)}); it must be a "
             f"plain (non-object) array, as the file needs {_EXPECTED}"
         ) from None
 
@@ -111,7 +111,3 @@ def _check_labels(y: np.ndarray, count: int | None, path: Path) -> np.ndarray:
     if y.min() < 0:
         raise HsslUserError(f"{path}: y has negative labels; use class indices 0..K-1")
     return y.astype(np.int64)
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__

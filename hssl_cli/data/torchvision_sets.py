@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hssl_cli.data import ImageSet
 from hssl_cli.data._common import check_split, image_set
 from hssl_cli.data.idx import is_idx_folder, load_idx_split
-from hssl_cli.errors import HsslUserError
+from hssl_cli.data.image_set import ImageSet
+from hssl_cli.errors import HsslUserError, one_line
 
 if TYPE_CHECKING:
-    from hssl_cli.recipe import DataConfig
+    from hssl_cli.config import DataConfig
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _IDX_FILES = (
@@ -79,13 +79,7 @@ def load_stl10(config: DataConfig, split: str) -> ImageSet:
     from torchvision.datasets import STL10 as TorchSTL10
 
     check_split(split)
-    root = _require_root(config, STL10)
-    dataset = _open(
-        STL10,
-        root,
-        config.download,
-        lambda: TorchSTL10(str(root), split=split, download=config.download),
-    )
+    dataset = _open(config, STL10, lambda root, get: TorchSTL10(root, split=split, download=get))
     return image_set(
         np.asarray(dataset.data),
         np.asarray(dataset.labels),
@@ -104,22 +98,15 @@ def _load_mnist_like(config: DataConfig, split: str, family: _Family, class_name
 
     cls = getattr(torchvision.datasets, class_name)
     dataset = _open(
-        family,
-        root,
-        config.download,
-        lambda: cls(str(root), train=split == "train", download=config.download),
+        config, family, lambda root, get: cls(root, train=split == "train", download=get)
     )
     return image_set(dataset.data, dataset.targets, family.num_classes, f"{family.name}/{split}")
 
 
 def _load_cifar(config: DataConfig, split: str, family: _Family, cls: Any) -> ImageSet:
     check_split(split)
-    root = _require_root(config, family)
     dataset = _open(
-        family,
-        root,
-        config.download,
-        lambda: cls(str(root), train=split == "train", download=config.download),
+        config, family, lambda root, get: cls(root, train=split == "train", download=get)
     )
     return image_set(
         np.asarray(dataset.data),
@@ -143,12 +130,14 @@ def _require_root(config: DataConfig, family: _Family) -> Path:
     return Path(config.root).expanduser()
 
 
-def _open(family: _Family, root: Path, download: bool, build: Callable[[], Any]) -> Any:
-    """Construct a torchvision data set, turning its errors into one-line user errors."""
+def _open(config: DataConfig, family: _Family, build: Callable[[str, bool], Any]) -> Any:
+    """``build(root, download)`` a torchvision data set, its errors turned into user errors."""
+    root = _require_root(config, family)
+    download = config.download
     try:
-        return build()
+        return build(str(root), download)
     except (RuntimeError, OSError) as err:
-        reason = _one_line(err)
+        reason = one_line(err)
         if download:
             raise HsslUserError(
                 f"{family.name} is not under {root} and downloading it failed ({reason}): "
@@ -163,7 +152,7 @@ def _open(family: _Family, root: Path, download: bool, build: Callable[[], Any])
     except (EOFError, ValueError, KeyError, AssertionError, pickle.UnpicklingError) as err:
         # torchvision asserts on bad IDX headers and unpickles CIFAR batches without checks.
         raise HsslUserError(
-            f"{family.name} under {root} is unreadable ({_one_line(err)}): replace "
+            f"{family.name} under {root} is unreadable ({one_line(err)}): replace "
             f"{family.expected} with an intact copy, or delete it and set data.download=true"
         ) from None
 
@@ -171,7 +160,3 @@ def _open(family: _Family, root: Path, download: bool, build: Callable[[], Any])
 def _looks_missing(reason: str) -> bool:
     lowered = reason.lower()
     return any(word in lowered for word in ("not found", "corrupted", "integrity"))
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__

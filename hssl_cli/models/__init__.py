@@ -1,7 +1,8 @@
 """Backbones: a registry of builders, each taking the recipe's model section.
 
 A builder returns a :class:`~hssl_cli.models.backbone.Backbone`; adding one is a
-file plus a line in ``BACKBONES``.
+file plus a line in ``BACKBONES``. Importing this package is cheap (recipe
+validation reads the names): each builder's module is imported when it is used.
 """
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from hssl_cli.errors import HsslUserError
-from hssl_cli.models.equivariant_resnet import build_equivariant_resnet18
+from hssl_cli.registry import Lazy
 
 if TYPE_CHECKING:
+    from hssl_cli.config import ModelConfig
     from hssl_cli.groups import Group
     from hssl_cli.models.backbone import Backbone
-    from hssl_cli.recipe import ModelConfig
 
 
 class BackboneBuilder(Protocol):
@@ -24,45 +24,45 @@ class BackboneBuilder(Protocol):
     ) -> Backbone: ...
 
 
-def build_cnn(config: ModelConfig, group: Group, in_channels: int, initialize: bool) -> Backbone:
-    """escnn CNN for a non-trivial group; its plain twin when unstructured or trivial."""
-    from hssl_cli.models.equivariant_cnn import EquivariantCNN
-    from hssl_cli.models.plain_cnn import PlainCNN
+BACKBONES: dict[str, Lazy] = {
+    "cnn": Lazy("hssl_cli.models.cnn", "build_cnn"),
+    "e2resnet18": Lazy("hssl_cli.models.equivariant_resnet", "build_equivariant_resnet18"),
+    "resnet18": Lazy("hssl_cli.models.resnet", "build_resnet18"),
+}
 
-    shape = (group, in_channels, config.widths, config.convs_per_stage, config.kernel_size)
-    if config.structure == "unstructured" or group.is_trivial:
-        return PlainCNN(*shape, config.group_pool)
-    return EquivariantCNN(*shape, config.group_pool, initialize=initialize)
+
+RESNET18_STAGE_CHANNELS = (64, 128, 256, 512)
+
+
+def resnet18_stage_channels(width_multiplier: float) -> list[int]:
+    """ResNet-18's stage widths scaled by ``model.width_multiplier`` (rounded, at least 1)."""
+    return [max(1, round(width_multiplier * channels)) for channels in RESNET18_STAGE_CHANNELS]
+
+
+def check_resnet18_channels(width_multiplier: float, group_order: int) -> None:
+    """The last stage's channels must split into ``|G|`` fibers (the unstructured control)."""
+    channels = resnet18_stage_channels(width_multiplier)[-1]
+    if channels % group_order:
+        raise ValueError(
+            f"resnet18's {channels} output channels do not split into |G|={group_order} "
+            f"fibers; pick a group whose order divides {channels}, or change "
+            "model.width_multiplier"
+        )
 
 
 def check_resnet18(config: ModelConfig) -> None:
+    """torchvision's ResNet-18 is equivariant to no rotation or flip."""
+    from hssl_cli.groups import get_group
+
     if config.structure == "equivariant" and config.group != "trivial":
         raise ValueError(
             f"backbone resnet18 is not equivariant to {config.group}; use backbone cnn for an "
             "escnn model, model.group=trivial, or model.structure=unstructured"
         )
+    check_resnet18_channels(config.width_multiplier, get_group(config.group).order)
 
 
-def build_resnet18(
-    config: ModelConfig, group: Group, in_channels: int, initialize: bool
-) -> Backbone:
-    from hssl_cli.models.resnet import CifarResNet18
-
-    try:
-        check_resnet18(config)
-    except ValueError as err:
-        raise HsslUserError(str(err)) from None
-    return CifarResNet18(group, in_channels, config.group_pool)
-
-
-BACKBONES: dict[str, BackboneBuilder] = {
-    "cnn": build_cnn,
-    "e2resnet18": build_equivariant_resnet18,
-    "resnet18": build_resnet18,
-}
-
-
-# Optional recipe-time checks, so a model a backbone cannot build fails validation, not training.
+# Recipe-time checks, so a model a backbone cannot build fails validation, not training.
 BACKBONE_CHECKS: dict[str, Callable[[ModelConfig], None]] = {
     "resnet18": check_resnet18,
 }
@@ -71,6 +71,7 @@ BACKBONE_CHECKS: dict[str, Callable[[ModelConfig], None]] = {
 def build_backbone(config: ModelConfig, in_channels: int, initialize: bool = True) -> Backbone:
     from hssl_cli.groups import get_group
 
-    backbone = BACKBONES[config.backbone](config, get_group(config.group), in_channels, initialize)
+    builder: BackboneBuilder = BACKBONES[config.backbone].load()
+    backbone = builder(config, get_group(config.group), in_channels, initialize)
     backbone.model_config = config  # lets an objective build a twin (BYOL's target)
     return backbone

@@ -13,7 +13,7 @@ from hssl_cli.groups import Group
 from hssl_cli.structured import BackboneOutput, read_output, split_fields
 
 if TYPE_CHECKING:
-    from hssl_cli.recipe import ModelConfig
+    from hssl_cli.config import ModelConfig
 
 
 class Backbone(nn.Module):
@@ -30,14 +30,12 @@ class Backbone(nn.Module):
         in_channels: int,
         num_fields: int,
         group_pool: Literal["max", "mean"],
-        structured: bool,
     ) -> None:
         super().__init__()
         self.group = group
         self.in_channels = in_channels
         self.num_fields = num_fields
         self.group_pool = group_pool
-        self.structured = structured
         self.model_config: ModelConfig | None = None  # set by build_backbone
         self.register_buffer("input_mean", torch.zeros(in_channels))
         self.register_buffer("input_std", torch.ones(in_channels))

@@ -26,7 +26,7 @@ class EquivariantCNN(Backbone):
         group_pool: Literal["max", "mean"],
         initialize: bool = True,
     ) -> None:
-        super().__init__(group, in_channels, widths[-1], group_pool, structured=True)
+        super().__init__(group, in_channels, widths[-1], group_pool)
         from escnn import nn as enn
 
         gspace = group.gspace

@@ -45,12 +45,12 @@ import torch
 from torch import nn
 
 from hssl_cli.groups import Group
+from hssl_cli.models import RESNET18_STAGE_CHANNELS
 from hssl_cli.models.backbone import Backbone
 
 if TYPE_CHECKING:
-    from hssl_cli.recipe import ModelConfig
+    from hssl_cli.config import ModelConfig
 
-RESNET18_STAGE_CHANNELS = (64, 128, 256, 512)
 PLAIN_KERNEL_SIZE = 3  # the kernel whose per-channel-pair cost "params" widths match
 BLOCKS_PER_STAGE = 2
 STAGE_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4")
@@ -279,7 +279,7 @@ class EquivariantResNet18(Backbone):
         group_pool: Literal["max", "mean"],
         initialize: bool = True,
     ) -> None:
-        super().__init__(group, in_channels, fields_per_stage[-1], group_pool, structured=True)
+        super().__init__(group, in_channels, fields_per_stage[-1], group_pool)
         layers = EscnnLayers(group, initialize)
         self.in_type = layers.image(in_channels)
         self.body = ResNet18Body(layers, in_channels, fields_per_stage, kernel_size)
@@ -312,9 +312,7 @@ class PlainResNet18Twin(Backbone):
         kernel_size: int,
         group_pool: Literal["max", "mean"],
     ) -> None:
-        super().__init__(
-            group, in_channels, fields_per_stage[-1], group_pool, structured=group.is_trivial
-        )
+        super().__init__(group, in_channels, fields_per_stage[-1], group_pool)
         self.body = ResNet18Body(TorchLayers(group), in_channels, fields_per_stage, kernel_size)
 
     def flat_feature_map(self, images: torch.Tensor) -> torch.Tensor:

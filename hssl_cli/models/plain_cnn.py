@@ -26,7 +26,7 @@ class PlainCNN(Backbone):
         kernel_size: int,
         group_pool: Literal["max", "mean"],
     ) -> None:
-        super().__init__(group, in_channels, widths[-1], group_pool, structured=group.is_trivial)
+        super().__init__(group, in_channels, widths[-1], group_pool)
         layers: list[nn.Module] = []
         current = in_channels
         for stage, width in enumerate(widths):

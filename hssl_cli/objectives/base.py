@@ -1,55 +1,32 @@
-"""The contract between the trainer and every SSL objective.
+"""The contract between the trainer and every SSL objective, and the A-SSL two-view pattern.
 
 An objective owns its heads and its view-making; it receives the backbone and a
 batch of images in ``[0, 1]`` (and their labels) and returns named scalars, of which
 ``loss`` is optimised and the rest are logged; ``after_step`` runs after each
 optimiser step. The trainer knows nothing method-specific.
+
+An objective that extends another (E-SSL, EquiMod) builds its base through the
+registry (:func:`hssl_cli.objectives.objective_class`) and adds its own term.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
-from pydantic import Field, StrictInt
 from torch import nn
 
-from hssl_cli.recipe import MethodConfig
+from hssl_cli.augment import BaseAugmentation
+from hssl_cli.objectives.fiber_views import FiberViews
 
 if TYPE_CHECKING:
+    from hssl_cli.config import MethodConfig
     from hssl_cli.models.backbone import Backbone
-    from hssl_cli.recipe import Recipe
+    from hssl_cli.structured import BackboneOutput
 
-
-class ReadoutConfig(MethodConfig):
-    """Which backbone feature an A-SSL objective projects (see ``FiberViews.read_output``)."""
-
-    readout: Literal["fiber", "invariant"] = "fiber"
-    fiber_bundle_size: StrictInt = Field(default=1, ge=1)
-    bundle_pool: Literal["mean", "max"] = "mean"
-
-
-class ContrastiveConfig(MethodConfig):
-    """Options every NT-Xent objective shares."""
-
-    temperature: float = Field(default=0.5, gt=0)
-    projector_hidden_dim: StrictInt = Field(default=512, ge=1)
-    projector_out_dim: StrictInt = Field(default=128, ge=1)
-    fiber_bundle_size: StrictInt = Field(default=1, ge=1)
-    bundle_pool: Literal["mean", "max"] = "mean"
-
-
-def check_sizes_fit_group(recipe: Recipe, keys: tuple[str, ...]) -> None:
-    """Neighbourhood sizes (``G0``, spread) cannot exceed ``|G|``."""
-    from hssl_cli.groups import get_group
-
-    order = get_group(recipe.model.group).order
-    for key in keys:
-        value = getattr(recipe.method, key, None)
-        if value is not None and value > order:
-            raise ValueError(
-                f"method.{key}={value} exceeds |G|={order} of group {recipe.model.group}"
-            )
+Views = tuple[torch.Tensor, torch.Tensor]  # two augmented batches of the same images
+Features = list[torch.Tensor]  # what the objective reads of each view's backbone output
+Scalars = dict[str, torch.Tensor]  # named losses and metrics; "loss" is minimised
 
 
 class Objective(nn.Module):
@@ -58,11 +35,6 @@ class Objective(nn.Module):
     def __init__(self, config: MethodConfig, backbone: Backbone) -> None:
         super().__init__()
         self.config = config
-
-    @classmethod
-    def check_recipe(cls, recipe: Recipe) -> None:
-        """Raise ``ValueError`` when the recipe's other sections do not suit this method."""
-        check_sizes_fit_group(recipe, ("fiber_bundle_size",))
 
     def forward(
         self, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor | None = None
@@ -76,3 +48,49 @@ class Objective(nn.Module):
 
     def after_step(self, backbone: Backbone, step: int, total_steps: int) -> None:
         """Called after each optimiser step (e.g. a BYOL target's moving average)."""
+
+
+class TwoViewObjective(Objective):
+    """A-SSL: two base-augmented views of each image, each through the backbone.
+
+    Subclasses say what they read of the backbone's output (:meth:`read`) and what loss
+    the two views' readings give (:meth:`view_loss`); EquiMod reuses ``view_loss`` on
+    its own parametrised views.
+    """
+
+    def __init__(self, config: MethodConfig, backbone: Backbone) -> None:
+        super().__init__(config, backbone)
+        self.augment = BaseAugmentation(config.augment, backbone.group)  # type: ignore[attr-defined]
+
+    def read(self, output: BackboneOutput) -> torch.Tensor:
+        raise NotImplementedError
+
+    def view_loss(self, backbone: Backbone, views: Views, features: Features) -> Scalars:
+        """Named scalars for two augmented batches ``views`` and their readings ``features``."""
+        raise NotImplementedError
+
+    def forward(
+        self, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        views = (self.augment(images), self.augment(images))
+        return self.view_loss(backbone, views, [self.read(backbone(view)) for view in views])
+
+
+class ReadoutObjective(TwoViewObjective):
+    """Reads the identity fiber bundle of an equivariant backbone, or its invariant features.
+
+    With ``readout: fiber`` a random group element in the augmentation
+    (``augment.group_element``) is the A-SSL counterpart of H-SSL's fiber views;
+    ``readout: invariant`` reads the group-pooled features, which no group element changes.
+    """
+
+    def __init__(self, config: MethodConfig, backbone: Backbone) -> None:
+        super().__init__(config, backbone)
+        self.views = FiberViews(
+            backbone.group,
+            config.fiber_bundle_size,  # type: ignore[attr-defined]
+            config.bundle_pool,  # type: ignore[attr-defined]
+        )
+
+    def read(self, output: BackboneOutput) -> torch.Tensor:
+        return self.views.read_output(output, self.config.readout)  # type: ignore[attr-defined]

@@ -30,29 +30,19 @@ the control whose logits do not shift.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, StrictInt
 from torch import nn
 
 from hssl_cli.augment import BaseAugmentation
-from hssl_cli.groups import get_group
+from hssl_cli.config import EqlabelsConfig
 from hssl_cli.objectives.base import Objective
-from hssl_cli.recipe import AugmentConfig, MethodConfig
-from hssl_cli.structured import GROUP_AXIS, BackboneOutput
+from hssl_cli.structured import BackboneOutput, fiber_tokens
 
 if TYPE_CHECKING:
     from hssl_cli.models.backbone import Backbone
-    from hssl_cli.recipe import Recipe
-
-
-class EqlabelsConfig(MethodConfig):
-    name: Literal["eqlabels"] = "eqlabels"
-    head: Literal["equivariant", "invariant"] = "equivariant"
-    head_hidden_dim: StrictInt | None = Field(default=None, ge=1)
-    augment: AugmentConfig | None = None
 
 
 class FiberLogits(nn.Module):
@@ -71,7 +61,7 @@ class FiberLogits(nn.Module):
             )
 
     def forward(self, fibers: torch.Tensor) -> torch.Tensor:
-        return self.phi(fibers.movedim(GROUP_AXIS, -1).transpose(1, 2)).squeeze(-1)
+        return self.phi(fiber_tokens(fibers)).squeeze(-1)
 
 
 class EqlabelsObjective(Objective):
@@ -86,27 +76,6 @@ class EqlabelsObjective(Objective):
             self.head: nn.Module = FiberLogits(backbone.num_fields, config.head_hidden_dim)
         else:
             self.head = nn.Linear(backbone.num_fields, self.group.order)
-
-    @classmethod
-    def check_recipe(cls, recipe: Recipe) -> None:
-        super().check_recipe(recipe)
-        config: EqlabelsConfig = recipe.method  # type: ignore[assignment]
-        group = get_group(recipe.model.group)
-        if group.is_trivial:
-            raise ValueError(
-                "eqlabels predicts the group element applied to the input, and "
-                f"model.group={group.name} has only one; use e.g. model.group=rot4"
-            )
-        if config.augment is not None and config.augment.group_element:
-            raise ValueError(
-                "eqlabels applies its own random group element (the label); "
-                "set method.augment.group_element=false"
-            )
-        if config.augment is not None and config.augment.hflip > 0 and group.flips:
-            raise ValueError(
-                f"method.augment.hflip > 0 is a reflection, an element of {group.name}, and "
-                "would change the label; set method.augment.hflip=0"
-            )
 
     def logits(self, output: BackboneOutput) -> torch.Tensor:
         """``[B, |G|]`` logits, entry ``g`` for "the input was transformed by ``g``"."""

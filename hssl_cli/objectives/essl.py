@@ -1,4 +1,4 @@
-"""E-SSL: predict which transformation was applied (METHODS §3).
+"""E-SSL: predict which transformation was applied (Dangovski et al. 2022, arXiv:2111.00899).
 
 Alone (``base: none``) it is transformation-prediction pretraining as compared by
 Wang et al. (NeurIPS 2024): a pretext view, one of ``K`` transformations of
@@ -35,105 +35,22 @@ Our design choices, all recipe options:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import (
-    Field,
-    SerializeAsAny,
-    StrictInt,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 from torch import nn
 
 from hssl_cli.augment import BaseAugmentation
-from hssl_cli.groups import Group, get_group
+from hssl_cli.config import EsslConfig
+from hssl_cli.objectives import objective_class, pretext_task
 from hssl_cli.objectives.base import Objective
-from hssl_cli.objectives.pretext_tasks import PRETEXT_TASKS
-from hssl_cli.recipe import AugmentConfig, MethodConfig, check_registered
 from hssl_cli.structured import BackboneOutput, pool_group
 
 if TYPE_CHECKING:
     from hssl_cli.models.backbone import Backbone
-    from hssl_cli.recipe import Recipe
 
 EXPLAINING_AWAY_SIGN = {"none": 0.0, "add": 1.0, "eliminate": -1.0}
-
-
-class EsslConfig(MethodConfig):
-    name: Literal["essl"] = "essl"
-    task: str = "rotation4"
-    weight: float = Field(default=1.0, ge=0)
-    label_sampling: Literal["all", "random"] = "all"
-    augment: AugmentConfig | None = None
-    crop_size: StrictInt | None = Field(default=None, ge=2)
-    head_grid: StrictInt = Field(default=2, ge=1)
-    head_hidden_dim: StrictInt = Field(default=2048, ge=1)
-    base: str = "none"
-    base_method: SerializeAsAny[MethodConfig] | None = None
-    explaining_away: Literal["none", "add", "eliminate"] = "none"
-    class_weight: float = Field(default=1.0, ge=0)
-    class_count: StrictInt = Field(default=10, ge=2)
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, task: str) -> str:
-        return check_registered("pretext task", task, PRETEXT_TASKS)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _validate_base_method(cls, raw: Any) -> Any:
-        """Validate ``base_method`` with the base objective's own config class."""
-        if not isinstance(raw, dict):
-            return raw
-        base = raw.get("base", "none")
-        nested = raw.get("base_method")
-        if base == "none":
-            if nested:
-                raise ValueError(
-                    "method.base_method is set but method.base is none; "
-                    "set method.base (e.g. simclr) or remove method.base_method"
-                )
-            return {key: value for key, value in raw.items() if key != "base_method"}
-        from hssl_cli.objectives import OBJECTIVES
-
-        known = sorted(name for name in OBJECTIVES if name != "essl")
-        if base not in known:
-            raise ValueError(
-                f"unknown method.base {base!r}; use none or one of: {', '.join(known)}"
-            )
-        if isinstance(nested, MethodConfig):
-            nested = nested.model_dump()
-        nested = dict(nested or {})
-        if nested.setdefault("name", base) != base:
-            raise ValueError(
-                f"method.base_method.name={nested['name']!r} differs from method.base={base!r}; "
-                "drop method.base_method.name"
-            )
-        try:
-            config = OBJECTIVES[base].Config.model_validate(nested)
-        except ValidationError as err:
-            first = err.errors(include_url=False)[0]
-            key = ".".join(str(part) for part in first["loc"])
-            message = first["msg"].removeprefix("Value error, ")
-            if first["type"] == "extra_forbidden":
-                message = f"not an option of {base}"
-            raise ValueError(f"method.base_method.{key}: {message}") from None
-        return {**raw, "base_method": config}
-
-
-def blind_to_task(task: str, group: Group) -> bool:
-    """Whether group-pooled features are exactly invariant to every transformation of ``task``."""
-    if task == "rotation4":
-        return group.rotations % 4 == 0
-    if task == "hflip":
-        return group.flips
-    if task == "vflip":  # a vertical flip is a horizontal flip followed by a half turn
-        return group.flips and group.rotations % 2 == 0
-    return False
 
 
 def pretext_head(in_dim: int, hidden_dim: int, num_classes: int) -> nn.Sequential:
@@ -155,7 +72,7 @@ def spatial_readout(
     """Group-pooled feature map, average-pooled to ``grid x grid`` and flattened: ``[B, C*grid^2]``.
 
     Each position is invariant to the group but the grid rotates with the input,
-    so an equivariant backbone can still tell orientations apart (METHODS §3).
+    so an equivariant backbone can still tell orientations apart (our design).
     """
     pooled = pool_group(output.feature_map, group_pool)  # [B, C, H, W]
     return F.adaptive_avg_pool2d(pooled, grid).flatten(1)
@@ -184,12 +101,10 @@ class EsslObjective(Objective):
 
     def __init__(self, config: EsslConfig, backbone: Backbone) -> None:
         super().__init__(config, backbone)
-        from hssl_cli.objectives import OBJECTIVES
-
         self.config: EsslConfig = config
-        self.task = PRETEXT_TASKS[config.task]
+        self.task = pretext_task(config.task)
         self.base = (
-            OBJECTIVES[config.base](config.base_method, backbone)
+            objective_class(config.base)(config.base_method, backbone)
             if config.base != "none" and config.base_method is not None
             else None
         )
@@ -208,45 +123,6 @@ class EsslObjective(Objective):
             if config.explaining_away != "none"
             else None
         )
-
-    @classmethod
-    def check_recipe(cls, recipe: Recipe) -> None:
-        from hssl_cli.objectives import OBJECTIVES
-
-        super().check_recipe(recipe)
-        config: EsslConfig = recipe.method  # type: ignore[assignment]
-        group = get_group(recipe.model.group)
-        equivariant = recipe.model.structure == "equivariant" and not group.is_trivial
-        if config.head_grid == 1 and equivariant and blind_to_task(config.task, group):
-            raise ValueError(
-                f"method.head_grid=1 reads features invariant to {group.name}, which cannot "
-                f"predict {config.task}; use method.head_grid >= 2"
-            )
-        if config.augment is not None and config.augment.group_element:
-            raise ValueError(
-                "method.augment.group_element=true would transform the pretext view by a "
-                "random group element and scramble its labels; set it to false"
-            )
-        if config.augment is not None and config.augment.hflip > 0 and config.task == "hflip":
-            raise ValueError(
-                "method.augment.hflip > 0 flips the pretext view at random, which makes the "
-                "hflip task unlearnable; set method.augment.hflip=0"
-            )
-        if config.task == "jigsaw4":
-            side = config.crop_size or recipe.data.image_size
-            if side is not None and side % 2:
-                raise ValueError(
-                    f"jigsaw4 cuts the pretext view into 2x2 tiles, so its side must be even "
-                    f"(got {side}); set an even method.crop_size"
-                )
-        if config.base == "none" and config.weight == 0:
-            raise ValueError(
-                "method.weight=0 with method.base=none leaves nothing to learn; "
-                "use method.task=none for the random-init baseline, or set method.base"
-            )
-        if config.base_method is not None:
-            base_recipe = recipe.model_copy(update={"method": config.base_method})
-            OBJECTIVES[config.base].check_recipe(base_recipe)
 
     def pretext_view(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The transformed pretext view ``[N, C, H, W]`` and its transformation labels ``[N]``."""

@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from hssl_cli.augment import gaussian_blur, luma
 
 JIGSAW_PERMUTATIONS: tuple[tuple[int, ...], ...] = tuple(itertools.permutations(range(4)))
 """Label ``k`` puts input tile ``JIGSAW_PERMUTATIONS[k][t]`` at tile position ``t``.
@@ -43,8 +44,6 @@ Lexicographic order, so label 0 is the identity.
 
 BLUR_SIGMAS: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
 """Standard deviation in pixels of each ``blur4`` level (our design)."""
-
-LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,7 @@ def luma_grey(images: torch.Tensor) -> torch.Tensor:
     if images.shape[1] == 1:
         return images
     if images.shape[1] == 3:
-        weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device)
-        grey = (images * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        grey = luma(images)
     else:
         grey = images.mean(1, keepdim=True)
     return grey.expand_as(images)
@@ -134,35 +132,25 @@ def shuffle_tiles(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur, radius ``ceil(3 sigma)``, replicate padding (keeps the mean)."""
-    radius = math.ceil(3 * sigma)
-    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    horizontal = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-    vertical = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-    out = F.conv2d(padded, horizontal, groups=channels)
-    return F.conv2d(out, vertical, groups=channels)
+def blur_by(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of ``sigma`` pixels, radius ``ceil(3 sigma)``, replicate padding."""
+    sigmas = torch.full((images.shape[0],), sigma, dtype=images.dtype, device=images.device)
+    return gaussian_blur(images, sigmas, 2 * math.ceil(3 * sigma) + 1, padding="replicate")
 
 
 def blur_levels(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return apply_per_label(images, labels, lambda x, k: gaussian_blur(x, BLUR_SIGMAS[k]))
+    return apply_per_label(images, labels, lambda x, k: blur_by(x, BLUR_SIGMAS[k]))
 
 
 def keep(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return images
 
 
-PRETEXT_TASKS: dict[str, PretextTask] = {
-    "rotation4": PretextTask("rotation4", 4, rotate_by_quarter_turns),
-    "hflip": PretextTask("hflip", 2, flip_width),
-    "vflip": PretextTask("vflip", 2, flip_height),
-    "invert": PretextTask("invert", 2, invert_colours),
-    "grayscale": PretextTask("grayscale", 2, make_grey),
-    "jigsaw4": PretextTask("jigsaw4", len(JIGSAW_PERMUTATIONS), shuffle_tiles),
-    "blur4": PretextTask("blur4", len(BLUR_SIGMAS), blur_levels),
-    "none": PretextTask("none", 1, keep),
-}
+ROTATION4 = PretextTask("rotation4", 4, rotate_by_quarter_turns)
+HFLIP = PretextTask("hflip", 2, flip_width)
+VFLIP = PretextTask("vflip", 2, flip_height)
+INVERT = PretextTask("invert", 2, invert_colours)
+GRAYSCALE = PretextTask("grayscale", 2, make_grey)
+JIGSAW4 = PretextTask("jigsaw4", len(JIGSAW_PERMUTATIONS), shuffle_tiles)
+BLUR4 = PretextTask("blur4", len(BLUR_SIGMAS), blur_levels)
+NONE = PretextTask("none", 1, keep)

@@ -7,15 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hssl_cli.ablation.results import (
-    RESULTS_NAME,
-    SUMMARY_NAME,
-    collect_rows,
-    summarise,
-    write_results,
-)
+from hssl_cli.ablation.points import summarise
+from hssl_cli.ablation.results import collect_rows, write_results
 from hssl_cli.ablation.runner import (
-    PROBE_NAME,
     Interrupted,
     RunFailed,
     execute_study,
@@ -25,6 +19,7 @@ from hssl_cli.ablation.runner import (
     shell_lines,
 )
 from hssl_cli.ablation.study import Run, Study, parse_grid_option
+from hssl_cli.run_files import PROBE_NAME, RESULTS_NAME, SUMMARY_NAME
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 

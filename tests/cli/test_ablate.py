@@ -4,11 +4,14 @@ import csv
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+CHANCE = 10.0  # digits: ten balanced classes
 
 TINY = {
     "data": {"name": "digits", "limit_train": 128, "limit_test": 64, "image_size": 16},
@@ -33,10 +36,18 @@ def test_tiny_grid_writes_results_and_resumes(invoke, recipe: Path, tmp_path: Pa
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and {row["status"] for row in rows} == {"done"}
-    assert all(0 <= float(row["top1"]) <= 100 for row in rows)
+    for row in rows:  # each row is its run's probe report, and the probe learned something
+        probe = json.loads((out / "runs" / row["run"] / "probe.json").read_text())
+        assert (
+            float(row["top1"]) == probe["top1"] and float(row["full_top1"]) == probe["full"]["top1"]
+        )
+        assert CHANCE < probe["top1"] <= 100 and probe["test_size"] == 64
     assert all(float(row["wall_seconds"]) > 0 for row in rows)
     summary = (out / "summary.md").read_text()
-    assert "| equivariant | 2/2 |" in summary and "| unstructured | 2/2 |" in summary
+    for structure in ("equivariant", "unstructured"):  # mean ± sample std over the two seeds
+        top1 = [float(row["top1"]) for row in rows if row["model.structure"] == structure]
+        cell = f"{statistics.mean(top1):.2f} ± {statistics.stdev(top1):.2f}"
+        assert f"| {structure} | 2/2 | {cell} |" in summary
     assert (out / "summary.png").stat().st_size > 1000
     logs = {row["run"]: (out / "runs" / row["run"] / "log.txt").read_text() for row in rows}
     assert all("hssl pretrain" in log for log in logs.values())
@@ -45,6 +56,7 @@ def test_tiny_grid_writes_results_and_resumes(invoke, recipe: Path, tmp_path: Pa
     assert again.exit_code == 0, again.output
     report = json.loads(again.stdout)
     assert [row["status"] for row in report["runs"]] == ["done"] * 4
+    assert [row["top1"] for row in report["runs"]] == [float(row["top1"]) for row in rows]
     assert len(report["summary"]) == 2
     for name, log in logs.items():  # nothing ran a second time
         assert (out / "runs" / name / "log.txt").read_text() == log
@@ -79,10 +91,13 @@ def test_parallel_jobs_run_child_processes(invoke, recipe: Path, tmp_path: Path)
         "--out", str(out), "--device", "cpu", "--jobs", "2", "--quiet",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    with (out / "results.csv").open() as handle:
+        rows = {row["run"]: row for row in csv.DictReader(handle)}
     for name in ("lr=0.01_seed0", "lr=0.001_seed0"):
         log = (out / "runs" / name / "log.txt").read_text()
         assert "$ hssl pretrain" in log and "(in process)" not in log
-        assert json.loads((out / "runs" / name / "probe.json").read_text())["top1"] >= 0
+        probe = json.loads((out / "runs" / name / "probe.json").read_text())
+        assert CHANCE < probe["top1"] <= 100 and float(rows[name]["top1"]) == probe["top1"]
 
 
 def test_dry_run_commands_run_as_printed(invoke, recipe: Path, tmp_path: Path) -> None:
@@ -99,8 +114,14 @@ def test_dry_run_commands_run_as_printed(invoke, recipe: Path, tmp_path: Path) -
     env = {**os.environ, "PATH": f"{hssl.parent}{os.pathsep}{os.environ['PATH']}"}
     for line in lines[:2]:
         subprocess.run(["bash", "-c", line], check=True, env=env)
-    probe = json.loads((out / "runs" / "lr=0.01_seed0" / "probe.json").read_text())
-    assert probe["top1"] >= 0
+    folder = out / "runs" / "lr=0.01_seed0"
+    probe = json.loads((folder / "probe.json").read_text())
+    assert probe["checkpoint"] == str(folder / "checkpoint.safetensors")
+    assert CHANCE < probe["top1"] <= 100
+    # The printed probe command wrote what probing that checkpoint reports.
+    again = invoke("linear-probe", probe["checkpoint"], "--json", "--device", "cpu")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout) == probe
     rest = invoke(
         "ablate", "--recipe", str(recipe), "--grid", "optim.lr=0.01,0.001",
         "--out", str(out), "--dry-run",

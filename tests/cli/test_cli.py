@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,13 +59,18 @@ def test_pretrain_then_probe(invoke, recipe: Path, tmp_path: Path) -> None:
     probe = invoke("linear-probe", str(checkpoint), "--json")
     assert probe.exit_code == 0, probe.output
     report = json.loads(probe.stdout)
-    for key in ("top1", "top5", "knn_top1"):
-        assert 0 <= report[key] <= 100
-    assert report["top1"] > 30  # ten classes: chance is 10
-    assert report["full"]["top1"] >= 0 and report["test_size"] == 96
+    assert (report["train_size"], report["test_size"], report["epoch"]) == (192, 96, 2)
+    for kind in ("invariant", "full"):  # ten classes: chance is 10
+        assert 30 < report[kind]["top1"] <= report[kind]["top5"] <= 100
+        assert 20 < report[kind]["knn_top1"] <= report[kind]["knn_top5"] <= 100
+    assert report["top1"] == report["invariant"]["top1"]
 
-    table = invoke("linear-probe", str(checkpoint), "--set", "probe.steps=5")
-    assert table.exit_code == 0 and "invariant" in table.stdout
+    table = invoke("linear-probe", str(checkpoint))  # the same numbers, as a table
+    assert table.exit_code == 0, table.output
+    for kind in ("invariant", "full"):
+        cells = [f"{report[kind][c]:.2f}" for c in ("top1", "top5", "knn_top1", "knn_top5")]
+        row = next(line for line in table.stdout.splitlines() if f" {kind} " in line)
+        assert re.findall(r"\d+\.\d\d", row) == cells
 
     again = invoke("pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet")
     assert again.exit_code == 2 and "--resume" in again.stderr

@@ -76,7 +76,7 @@ def test_checkpoint_input_and_user_errors(invoke, recipe: Path, tmp_path: Path) 
     assert "exactly equivariant" in ok.stdout
 
     trivial = tmp_path / "trivial"
-    invoke(
+    made = invoke(
         "pretrain",
         "--recipe",
         str(recipe),
@@ -88,16 +88,24 @@ def test_checkpoint_input_and_user_errors(invoke, recipe: Path, tmp_path: Path) 
         "--set",
         "method.augment={}",
     )
+    assert made.exit_code == 0, made.output
     cases = [
-        (checkpoint, "--group", "rot5000flipx"),
-        (checkpoint, "--group", "rot4flip"),
-        (str(trivial / "checkpoint.safetensors"), "--group", "rot4"),
-        (checkpoint, "--angles", "0:10"),
-        (checkpoint, "--data", "camera"),
-        ("--recipe", str(recipe), checkpoint),
-        (checkpoint, "--plot", str(tmp_path / "plot.pdf")),
+        ((checkpoint, "--group", "rot5000flipx"), "unknown group 'rot5000flipx'"),
+        ((checkpoint, "--group", "rot4flip"), "group rot4 has no reflections"),
+        (
+            (str(trivial / "checkpoint.safetensors"), "--group", "rot4"),
+            "the model has no group axis (group trivial)",
+        ),
+        ((checkpoint, "--angles", "0:10"), "--angles '0:10' is not START:STOP:STEP"),
+        ((checkpoint, "--data", "camera"), "--data 'camera': use recipe or noise"),
+        (("--recipe", str(recipe), checkpoint), "give a CHECKPOINT or --recipe PATH"),
+        ((checkpoint, "--plot", str(tmp_path / "plot.pdf")), "plot.pdf: give a .png path"),
     ]
-    for args in cases:
+    for args, problem in cases:
         result = invoke("inspect-equivariance", *args)
         assert result.exit_code == 2, (args, result.output)
-        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, result.stderr)
+        assert problem in lines[0], (args, lines[0])
+        # A clean exit, not an exception that escaped the command:
+        assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output

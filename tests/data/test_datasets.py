@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from hssl_cli.data import DATASETS, ImageSet, channel_stats, load_images
+from hssl_cli.config import DataConfig
+from hssl_cli.data import DATASETS, ImageSet, channel_stats, image_shape, load_images
 from hssl_cli.data._common import stratified_split
 from hssl_cli.data.idx import read_idx
 from hssl_cli.errors import HsslUserError
-from hssl_cli.recipe import DataConfig
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -36,9 +36,24 @@ def user_error(call: object, *args: object) -> str:
 # ---------------------------------------------------------------- registry and import cost
 
 
-def test_registry_names() -> None:
-    expected = {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "stl10"}
-    assert set(DATASETS) == expected | {"imagefolder", "npz"}
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_registered_name_loads_or_says_which_files_are_missing(
+    tmp_path: Path, name: str
+) -> None:
+    """With nothing on disk a data set either loads (bundled) or names itself and where it
+    looked, in one line: never a stack trace from a loader that does not exist."""
+    config = DataConfig(name=name, root=str(tmp_path), path=str(tmp_path / "absent.npz"))
+    try:
+        data = load_images(config, "test")
+    except HsslUserError as err:
+        message = str(err)
+        assert "\n" not in message and message.startswith(name), message
+        assert str(tmp_path) in message
+        return
+    assert len(data) > 0 and data.name == f"{name}/test"
+    assert data.labels.unique().tolist() == list(range(data.num_classes))
+    expected_shape = image_shape(config)
+    assert expected_shape is None or tuple(data.images.shape[1:]) == expected_shape
 
 
 def test_import_is_cheap() -> None:

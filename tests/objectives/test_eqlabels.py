@@ -3,12 +3,13 @@
 import pytest
 import torch
 
+from hssl_cli.config import EqlabelsConfig, ModelConfig
 from hssl_cli.errors import HsslUserError
 from hssl_cli.groups import get_group
 from hssl_cli.models import build_backbone
 from hssl_cli.objectives import build_objective
-from hssl_cli.objectives.eqlabels import EqlabelsConfig, EqlabelsObjective
-from hssl_cli.recipe import ModelConfig, validate_recipe
+from hssl_cli.objectives.eqlabels import EqlabelsObjective
+from hssl_cli.recipe import validate_recipe
 from hssl_cli.training import make_optimizer
 
 

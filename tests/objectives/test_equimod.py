@@ -6,20 +6,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hssl_cli.config import ByolConfig, ModelConfig, SimclrConfig
 from hssl_cli.errors import HsslUserError
+from hssl_cli.losses import nt_xent
 from hssl_cli.models import build_backbone
 from hssl_cli.models.backbone import Backbone
 from hssl_cli.objectives import build_objective
-from hssl_cli.objectives.byol import ByolConfig
 from hssl_cli.objectives.equimod import (
     EquimodConfig,
     EquimodObjective,
     equivariance_gain,
     equivariant_nt_xent,
 )
-from hssl_cli.objectives.ntxent import nt_xent
-from hssl_cli.objectives.simclr import SimclrConfig
-from hssl_cli.recipe import ModelConfig, load_recipe, validate_recipe
+from hssl_cli.recipe import load_recipe, validate_recipe
 from hssl_cli.training import make_optimizer
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -72,20 +71,25 @@ def test_equivariance_gain_on_hand_made_vectors() -> None:
     )
 
 
+def embed(simclr, backbone, views) -> torch.Tensor:
+    """SimCLR's projected views ``[2B, D]`` of two already augmented batches."""
+    return simclr.head(torch.cat([simclr.read(backbone(view)) for view in views]))
+
+
 @pytest.mark.parametrize("group", ["rot4", "trivial"])
 def test_lambda_zero_is_simclr_exactly(group: str) -> None:
     backbone, equimod = make(group, equivariant_weight=0.0)
     simclr = build_objective(
         SimclrConfig(projector_hidden_dim=16, projector_out_dim=8, augment=BASE_AUGMENT), backbone
     )
-    simclr.head.load_state_dict(equimod.invariant_projector.state_dict())
+    simclr.head.load_state_dict(equimod.base.head.state_dict())
     images = torch.rand(6, 3, 16, 16)
     views, parameters = views_of(equimod, images)
     calls = []
     hook = backbone.register_forward_hook(lambda module, args, out: calls.append(1))
     values = equimod.losses(backbone, images, views, parameters)
     hook.remove()
-    expected = nt_xent(simclr.embed(backbone, views), torch.arange(6).repeat(2), 0.5)
+    expected = nt_xent(embed(simclr, backbone, views), torch.arange(6).repeat(2), 0.5)
     assert torch.equal(values["loss"], expected)
     assert len(calls) == 2  # no forward of the original: batch-norm statistics stay SimCLR's
     assert "eqgain" not in values
@@ -96,11 +100,11 @@ def test_invariant_term_is_simclr_with_the_module_on() -> None:
     simclr = build_objective(
         SimclrConfig(projector_hidden_dim=16, projector_out_dim=8, augment=BASE_AUGMENT), backbone
     )
-    simclr.head.load_state_dict(equimod.invariant_projector.state_dict())
+    simclr.head.load_state_dict(equimod.base.head.state_dict())
     images = torch.rand(6, 3, 16, 16)
     views, parameters = views_of(equimod, images)
     values = equimod.losses(backbone, images, views, parameters)
-    expected = nt_xent(simclr.embed(backbone, views), torch.arange(6).repeat(2), 0.5)
+    expected = nt_xent(embed(simclr, backbone, views), torch.arange(6).repeat(2), 0.5)
     assert torch.equal(values["loss_invariant"], expected)
     torch.testing.assert_close(
         values["loss"], values["loss_invariant"] + values["loss_equivariant"]
@@ -118,9 +122,9 @@ def test_lambda_zero_is_byol_exactly() -> None:
         ),
         backbone,
     )
-    byol.projector.load_state_dict(equimod.invariant_projector.state_dict())
-    byol.predictor.load_state_dict(equimod.predictor.state_dict())
-    byol.target.load_state_dict(equimod.target.state_dict())
+    byol.projector.load_state_dict(equimod.base.projector.state_dict())
+    byol.predictor.load_state_dict(equimod.base.predictor.state_dict())
+    byol.target.load_state_dict(equimod.base.target.state_dict())
     images = torch.rand(6, 3, 16, 16)
     views, parameters = views_of(equimod, images)
     given = iter(views)
@@ -136,7 +140,7 @@ def test_eqgain_is_computed_as_defined() -> None:
     values = equimod.losses(backbone, images, views, parameters)
     # By hand: y = g_eq(f(x)) for x0, x1, x2 in one batch; y_hat_t = u([y0; g_t(p_t)]).
     with torch.no_grad():
-        features = [equimod.read(backbone(x)) for x in (images, *views)]
+        features = [equimod.base.read(backbone(x)) for x in (images, *views)]
         y0, y1, y2 = equimod.equivariant_projector(torch.cat(features)).split(6)
         encoded = equimod.parameter_encoder(equimod.standardise(torch.cat(parameters)))
         y_hat = equimod.equivariant_predictor(torch.cat([torch.cat([y0, y0]), encoded], 1))
@@ -182,16 +186,16 @@ def test_one_step_trains_every_head(group: str, base: str) -> None:
 def test_byol_step_moves_the_target() -> None:
     backbone, equimod = make("rot4", channels=1, base="byol")
     params = trainable(backbone, equimod)
-    assert not any(p is q for p in params for q in equimod.target.parameters())
+    assert not any(p is q for p in params for q in equimod.base.target.parameters())
     optimizer = torch.optim.SGD(params, lr=0.5)
-    before = [p.clone() for p in equimod.target.parameters()]
+    before = [p.clone() for p in equimod.base.target.parameters()]
     values = equimod(backbone, torch.rand(8, 1, 16, 16))
     assert set(values) == {"loss", "loss_invariant", "loss_equivariant", "eqgain", "target_std"}
     assert torch.isfinite(values["loss"])
     values["loss"].backward()
     optimizer.step()
     equimod.after_step(backbone, 1, 10)
-    after = list(equimod.target.parameters())
+    after = list(equimod.base.target.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 

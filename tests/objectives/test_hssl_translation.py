@@ -3,19 +3,20 @@
 import pytest
 import torch
 
+from hssl_cli.config import HsslConfig, ModelConfig
 from hssl_cli.errors import HsslUserError
 from hssl_cli.models import build_backbone
 from hssl_cli.objectives import build_objective
-from hssl_cli.objectives.hssl import HsslConfig
-from hssl_cli.objectives.spatial_views import SpatialViews
-from hssl_cli.recipe import ModelConfig, validate_recipe
+from hssl_cli.objectives.fiber_views import SpatialViews
+from hssl_cli.recipe import validate_recipe
+from hssl_cli.structured import BackboneOutput
 
 
 def test_window_reading_matches_manual_pooling() -> None:
     torch.manual_seed(0)
     feature_map = torch.randn(2, 3, 5, 5)
     views = SpatialViews(window=2, pool="mean")
-    windows = views.windows(feature_map)
+    windows = views.positions(BackboneOutput(feature_map.unsqueeze(2), None, None))
     assert windows.shape == (2, 3, 4, 4)
     position = torch.tensor([0, 4 * 2 + 3])  # (0, 0) for image 0, (2, 3) for image 1
     read = views.read(windows, position)
@@ -26,7 +27,7 @@ def test_window_reading_matches_manual_pooling() -> None:
 def test_pairs_respect_spread_and_distinctness() -> None:
     torch.manual_seed(0)
     views = SpatialViews(window=1, pool="mean", spread=1, distinct=True)
-    first, second = views.sample_pairs(4000, 6, 6, torch.device("cpu"))
+    first, second = views.sample_pairs(torch.zeros(4000, 1, 6, 6))
     dy = second // 6 - first // 6
     dx = second % 6 - first % 6
     assert int(dy.abs().max()) <= 1 and int(dx.abs().max()) <= 1

@@ -1,15 +1,16 @@
 """Every registered objective trains one step on every backbone it supports.
 
 "Supports" means the recipe validates: an objective rejects backbones it cannot use
-in ``check_recipe`` (with a message), and each objective must support at least one.
+in its config's ``check`` (with a message), and each objective must support at least one.
 """
 
 import pytest
 import torch
 
+from hssl_cli.config import METHOD_CONFIGS
 from hssl_cli.errors import HsslUserError
 from hssl_cli.models import BACKBONES
-from hssl_cli.objectives import OBJECTIVES
+from hssl_cli.objectives import OBJECTIVES, objective_class
 from hssl_cli.recipe import validate_recipe
 from hssl_cli.training import make_optimizer
 
@@ -19,7 +20,7 @@ AUGMENT = {"crop_scale": [0.5, 1.0], "hflip": 0.5}
 
 def method_for(objective: str, group: str) -> dict:
     """Defaults, plus base augmentations where the trivial group leaves no fiber views."""
-    fields = OBJECTIVES[objective].Config.model_fields
+    fields = METHOD_CONFIGS[objective].model_fields
     method = {"name": objective}
     if group == "trivial" and "augment" in fields:
         method["augment"] = AUGMENT
@@ -74,3 +75,10 @@ def test_one_step_gives_finite_loss_and_gradients(
     optimizer.step()
     loss_fn.after_step(model, 1, 10)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_every_objective_has_its_config_and_every_config_its_objective() -> None:
+    assert set(OBJECTIVES) == set(METHOD_CONFIGS)
+    for name, config in METHOD_CONFIGS.items():
+        assert objective_class(name).Config is config
+        assert config.model_fields["name"].default == name

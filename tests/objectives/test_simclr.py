@@ -2,10 +2,9 @@
 
 import torch
 
+from hssl_cli.config import AugmentConfig, ModelConfig, SimclrConfig
 from hssl_cli.models import build_backbone
 from hssl_cli.objectives import build_objective
-from hssl_cli.objectives.simclr import SimclrConfig
-from hssl_cli.recipe import AugmentConfig, ModelConfig
 
 
 def test_invariant_readout_ignores_group_augmentation() -> None:

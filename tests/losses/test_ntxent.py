@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hssl_cli.objectives.ntxent import nt_xent, pair_accuracy
+from hssl_cli.losses import nt_xent, pair_accuracy
 
 
 def reference_nt_xent(views: list[torch.Tensor], temperature: float) -> float:

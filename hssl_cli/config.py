@@ -1,0 +1,633 @@
+"""The recipe's schema: every section and every method's options, validated by pydantic.
+
+This module is the recipe's vocabulary and nothing else: it imports no torch (validating a
+recipe is instant) and only the name registries of data sets, backbones and pretext tasks,
+which are themselves torch-free. Reading files, inheritance and ``--set`` overrides live
+in :mod:`hssl_cli.recipe`.
+
+Unknown keys are errors, with a suggestion, because a silently ignored typo
+(``train.epocs``) wastes a GPU day. Each method's options are one class here, registered
+in ``METHOD_CONFIGS``; shared options (projector, fiber bundle, readout, augmentation)
+are declared once, in the mixins below, and a method lists the ones it uses.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hssl_cli.data import DATASETS
+from hssl_cli.groups import Group, check_group_name, get_group
+from hssl_cli.models import BACKBONE_CHECKS, BACKBONES
+from hssl_cli.objectives import PRETEXT_TASKS
+
+
+def check_registered(kind: str, name: str, registry: Iterable[str]) -> str:
+    """One message for every registry lookup: the unknown name, a close match, the choices."""
+    known = sorted(registry)
+    if name in known:
+        return name
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"unknown {kind} {name!r}; {hint}known: {', '.join(known)}")
+
+
+def error_key(error: dict[str, Any]) -> list[str]:
+    """The recipe key of one pydantic error, without list indices and union tags."""
+    parts: list[str] = []
+    for part in error["loc"]:
+        if isinstance(part, int):
+            continue
+        if parts and parts[-1] in ("method", "base_method") and part in METHOD_CONFIGS:
+            continue  # the discriminated union's tag
+        parts.append(str(part))
+    return parts
+
+
+def describe_error(error: dict[str, Any], known_keys: list[str], noun: str = "recipe") -> str:
+    """One line for one pydantic error, the wording of every file hssl validates.
+
+    ``known_keys`` are the keys accepted where an unknown key was found, for the hint.
+    """
+    parts = error_key(error)
+    key = ".".join(parts)
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(parts[-1], known_keys, n=1, cutoff=0.6)
+        if close:
+            hint = f"did you mean '{'.'.join([*parts[:-1], close[0]])}'?"
+        else:
+            hint = f"known keys here: {', '.join(known_keys)}"
+        return f"unknown {noun} key '{key}'; {hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
+    if not key:
+        return message
+    return f"bad {noun} value for '{key}': {message}{shown}"
+
+
+def first_error(err: ValidationError) -> tuple[dict[str, Any], str]:
+    """The first error of ``err`` and a ``(and N more problems)`` suffix."""
+    errors = err.errors(include_url=False)
+    more = len(errors) - 1
+    return errors[0], (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ------------------------------------------------------------------ data, model
+
+
+class DataConfig(Section):
+    name: str = "digits"
+    root: str | None = None
+    download: bool = False
+    image_size: StrictInt | None = Field(default=None, gt=0)
+    path: str | None = None
+    test_path: str | None = None
+    limit_train: StrictInt | None = Field(default=None, gt=0)
+    limit_test: StrictInt | None = Field(default=None, gt=0)
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        return check_registered("data set", name, DATASETS)
+
+
+class ModelConfig(Section):
+    backbone: str = "cnn"
+    group: str = "rot4"
+    structure: Literal["equivariant", "unstructured"] = "equivariant"
+    widths: list[StrictInt] = Field(default_factory=lambda: [8, 16, 32], min_length=1)
+    convs_per_stage: StrictInt = Field(default=1, ge=1)
+    kernel_size: StrictInt = Field(default=3, ge=1)
+    group_pool: Literal["max", "mean"] = "max"
+    # ResNet-sized backbones: match ResNet-18's parameters or its activations, scaled by
+    # width_multiplier (tiny test models); see hssl_cli/models/equivariant_resnet.py.
+    resnet_width: Literal["params", "activations"] = "params"
+    width_multiplier: float = Field(default=1.0, gt=0)
+
+    @field_validator("group")
+    @classmethod
+    def _known_group(cls, name: str) -> str:
+        check_group_name(name)
+        return name
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        return check_registered("backbone", name, BACKBONES)
+
+    @model_validator(mode="after")
+    def _backbone_accepts(self) -> ModelConfig:
+        check = BACKBONE_CHECKS.get(self.backbone)
+        if check is not None:
+            check(self)
+        return self
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd_kernel(cls, size: int) -> int:
+        if size % 2 == 0:
+            raise ValueError(
+                "kernel_size must be odd so that rotations map the kernel grid onto itself"
+            )
+        return size
+
+
+# ------------------------------------------------------------------ augmentation
+
+
+class AugmentConfig(Section):
+    """Base (non-group) augmentations, SimCLR's CIFAR pipeline by default (Chen et al. 2020)."""
+
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = Field(default=0.5, ge=0, le=1)
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = Field(default=0.8, ge=0, le=1)
+    grayscale: float = Field(default=0.2, ge=0, le=1)
+    group_element: bool = False
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale_range(cls, scale: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError("crop_scale must be [min, max] with 0 < min <= max <= 1")
+        return scale
+
+
+class ExtendedAugmentConfig(AugmentConfig):
+    """``AugmentConfig`` plus BYOL's Gaussian blur and solarization and a random jitter order.
+
+    BYOL (Grill et al. 2020), and EquiMod on BYOL, add blur and solarization to SimCLR's
+    pipeline; torchvision's ColorJitter shuffles its four operations per image, which
+    ``jitter_order: random`` reproduces. Every default leaves the base pipeline as
+    ``AugmentConfig`` has it.
+    """
+
+    jitter_order: Literal["fixed", "random"] = "fixed"
+    blur: float = Field(default=0.0, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel_size: StrictInt | None = Field(default=None, ge=1)
+    solarize: float = Field(default=0.0, ge=0, le=1)
+    solarize_threshold: float = Field(default=0.5, ge=0, le=1)
+
+    @field_validator("blur_sigma")
+    @classmethod
+    def _sigma_range(cls, sigma: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < sigma[0] <= sigma[1]:
+            raise ValueError("blur_sigma must be [min, max] with 0 < min <= max")
+        return sigma
+
+    @field_validator("blur_kernel_size")
+    @classmethod
+    def _odd_kernel(cls, size: int | None) -> int | None:
+        if size is not None and size % 2 == 0:
+            raise ValueError("blur_kernel_size must be odd (or null for about 10% of the image)")
+        return size
+
+
+# ------------------------------------------------------------------ optimiser, training, probe
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    # Weight decay on BatchNorm/LayerNorm and bias parameters (off, as in solo-learn and
+    # lightly; true restores hssl 0.1's behaviour, which decayed every parameter).
+    decay_norm_and_bias: bool = False
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    warmup_epochs: float = Field(default=0.0, ge=0)
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
+
+
+class TrainConfig(Section):
+    epochs: StrictInt = Field(default=10, ge=0)  # 0 saves the random-init encoder (a baseline)
+    batch_size: StrictInt = Field(default=128, ge=2)
+    grad_clip: float | None = Field(default=None, gt=0)
+
+
+class ProbeConfig(Section):
+    steps: StrictInt = Field(default=100, ge=1)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    batch_size: StrictInt = Field(default=512, ge=1)
+    knn_k: StrictInt = Field(default=200, ge=1)
+    knn_temperature: float = Field(default=0.1, gt=0)
+
+
+# ------------------------------------------------------------------ methods: shared options
+
+
+class MethodConfig(Section):
+    """Fields every objective shares; ``check`` sees the whole recipe (cross-section rules)."""
+
+    name: str = "hssl"
+
+    def check(self, recipe: Recipe) -> None:
+        """Raise ``ValueError`` when the recipe's other sections do not suit this method."""
+
+
+class ProjectorFields(MethodConfig):
+    """A projection head ``features -> hidden -> out`` (SimCLR's 512-2048-128 on CIFAR)."""
+
+    projector_hidden_dim: StrictInt = Field(default=512, ge=1)
+    projector_out_dim: StrictInt = Field(default=128, ge=1)
+
+
+class TemperatureFields(MethodConfig):
+    """NT-Xent's temperature."""
+
+    temperature: float = Field(default=0.5, gt=0)
+
+
+class FiberBundleFields(MethodConfig):
+    """A view reads a bundle ``G0`` of the ``fiber_bundle_size`` fibers nearest the identity."""
+
+    fiber_bundle_size: StrictInt = Field(default=1, ge=1)
+    bundle_pool: Literal["mean", "max"] = "mean"
+
+    def check(self, recipe: Recipe) -> None:
+        super().check(recipe)
+        check_sizes_fit_group(recipe, ("fiber_bundle_size",))
+
+
+class ReadoutFields(FiberBundleFields):
+    """Which backbone feature an A-SSL objective projects: the identity bundle or invariant."""
+
+    readout: Literal["fiber", "invariant"] = "fiber"
+
+
+class TwoViewFields(MethodConfig):
+    """Two views from base augmentations of the input (A-SSL)."""
+
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class OptionalAugmentFields(MethodConfig):
+    """Base augmentations of the input before the method's own transformation, if any."""
+
+    augment: AugmentConfig | None = None
+
+
+class BootstrapFields(MethodConfig):
+    """BYOL's predictor ``out -> hidden -> out`` and moving-average target."""
+
+    predictor_hidden_dim: StrictInt = Field(default=512, ge=1)
+    base_momentum: float = Field(default=0.99, ge=0, le=1)
+
+
+def check_sizes_fit_group(recipe: Recipe, keys: tuple[str, ...]) -> None:
+    """Neighbourhood sizes (``G0``, spread) cannot exceed ``|G|``."""
+    order = get_group(recipe.model.group).order
+    for key in keys:
+        value = getattr(recipe.method, key, None)
+        if value is not None and value > order:
+            raise ValueError(
+                f"method.{key}={value} exceeds |G|={order} of group {recipe.model.group}"
+            )
+
+
+def refuse_group_element(augment: AugmentConfig | None, key: str, why: str) -> None:
+    if augment is not None and augment.group_element:
+        raise ValueError(f"{why}; set method.{key}.group_element=false")
+
+
+# ------------------------------------------------------------------ methods
+
+
+class HsslConfig(ProjectorFields, TemperatureFields, FiberBundleFields, OptionalAugmentFields):
+    """H-SSL (Keller et al. 2023): views read from group fibers or spatial windows."""
+
+    name: Literal["hssl"] = "hssl"
+    fibers: Literal["group", "translation"] = "group"
+    pair_sampling: Literal["distinct", "iid"] = "distinct"
+    spread: StrictInt | None = Field(default=None, ge=1)
+    base_loss: Literal["infonce", "vicreg"] = "infonce"
+    all_fibers_positive: bool = False
+
+    def check(self, recipe: Recipe) -> None:
+        if self.base_loss == "vicreg" and self.all_fibers_positive:
+            raise ValueError(
+                "method.base_loss=vicreg compares exactly two views; set "
+                "method.all_fibers_positive=false (or use method.base_loss=infonce)"
+            )
+        if self.fibers == "translation":
+            return  # window sizes are checked against the feature map at the first step
+        group = get_group(recipe.model.group)
+        check_sizes_fit_group(recipe, ("fiber_bundle_size", "spread"))
+        refuse_group_element(
+            self.augment,
+            "augment",
+            "hssl reads the group part of a view from fibers (use method.name=simclr "
+            "for input group elements)",
+        )
+        if group.order == 1 and self.augment is None:
+            raise ValueError(
+                "hssl on the trivial group has one fiber, so views would be identical; "
+                "pick a group (model.group=rot4), method.fibers=translation, or method.augment"
+            )
+        distinct_room = (self.spread or group.order) >= 2
+        if group.order > 1 and self.pair_sampling == "distinct" and not distinct_room:
+            raise ValueError("method.spread=1 leaves no distinct element; use spread >= 2")
+
+
+class SimclrConfig(ProjectorFields, TemperatureFields, ReadoutFields, TwoViewFields):
+    """SimCLR (Chen et al. 2020): two augmented views, NT-Xent."""
+
+    name: Literal["simclr"] = "simclr"
+
+
+class VicregConfig(ProjectorFields, ReadoutFields, TwoViewFields):
+    """VICReg (Bardes et al. 2022); the expander is ``projector_hidden_dim`` wide.
+
+    CPU-sized defaults (512-512-512); the CIFAR recipes set solo-learn's 2048-2048-2048.
+    """
+
+    name: Literal["vicreg"] = "vicreg"
+    projector_out_dim: StrictInt = Field(default=512, ge=1)
+    expander_layers: StrictInt = Field(default=3, ge=2)
+    invariance_weight: float = Field(default=25.0, ge=0)
+    variance_weight: float = Field(default=25.0, ge=0)
+    covariance_weight: float = Field(default=1.0, ge=0)
+
+
+class ByolConfig(ProjectorFields, ReadoutFields, TwoViewFields, BootstrapFields):
+    """BYOL (Grill et al. 2020): projector ``hidden -> out``, predictor ``out -> hidden -> out``.
+
+    CPU-sized defaults (512-128 projector, 512 predictor); solo-learn's CIFAR setting
+    (4096-256, predictor 4096, ``base_momentum`` 0.99) is in recipes/cifar_byol.yaml.
+    """
+
+    name: Literal["byol"] = "byol"
+
+
+def _equimod_augment() -> ExtendedAugmentConfig:
+    """SimCLR's CIFAR pipeline with torchvision's random jitter order, as EquiMod uses it."""
+    return ExtendedAugmentConfig(jitter_order="random")
+
+
+class EquimodConfig(ProjectorFields, TemperatureFields, ReadoutFields, BootstrapFields):
+    """EquiMod (Devillers & Lefort 2023) on SimCLR or BYOL.
+
+    ``temperature`` is SimCLR's (unused with ``base: byol``); ``second_augment`` gives the
+    second view its own pipeline (BYOL's asymmetric blur and solarization); unset, both
+    views share ``augment``. The bootstrap options are BYOL's.
+    """
+
+    name: Literal["equimod"] = "equimod"
+    base: Literal["simclr", "byol"] = "simclr"
+    augment: ExtendedAugmentConfig = Field(default_factory=_equimod_augment)
+    second_augment: ExtendedAugmentConfig | None = None
+    equivariant_weight: float = Field(default=1.0, ge=0)
+    equivariant_temperature: float = Field(default=0.2, gt=0)
+    equivariant_hidden_dim: StrictInt = Field(default=512, ge=1)
+    equivariant_dim: StrictInt = Field(default=128, ge=1)
+
+    def check(self, recipe: Recipe) -> None:
+        super().check(recipe)
+        for key in ("augment", "second_augment"):
+            refuse_group_element(
+                getattr(self, key),
+                key,
+                f"method.{key}.group_element: EquiMod's parameter vector does not encode "
+                "group elements",
+            )
+
+    def base_config(self) -> SimclrConfig | ByolConfig:
+        """The base method's own config, sharing this one's values (one composition pattern)."""
+        fields = METHOD_CONFIGS[self.base].model_fields
+        shared = {key: getattr(self, key) for key in fields if key not in ("name", "augment")}
+        return METHOD_CONFIGS[self.base](**shared)  # type: ignore[return-value]
+
+
+class InvcontrastConfig(ProjectorFields, TemperatureFields, TwoViewFields):
+    """Invariant contrastive loss (Mukuta & Harada): orbit-pooled similarity in NT-Xent."""
+
+    name: Literal["invcontrast"] = "invcontrast"
+    pooling: Literal["max", "logsumexp"] = "max"
+    pooling_temperature: float = Field(default=0.1, gt=0)
+
+
+class EqlabelsConfig(OptionalAugmentFields):
+    """Equivariant pretext labels (Mukuta & Harada): predict the group element applied."""
+
+    name: Literal["eqlabels"] = "eqlabels"
+    head: Literal["equivariant", "invariant"] = "equivariant"
+    head_hidden_dim: StrictInt | None = Field(default=None, ge=1)
+
+    def check(self, recipe: Recipe) -> None:
+        group = get_group(recipe.model.group)
+        if group.is_trivial:
+            raise ValueError(
+                "eqlabels predicts the group element applied to the input, and "
+                f"model.group={group.name} has only one; use e.g. model.group=rot4"
+            )
+        refuse_group_element(
+            self.augment, "augment", "eqlabels applies its own random group element (the label)"
+        )
+        if self.augment is not None and self.augment.hflip > 0 and group.flips:
+            raise ValueError(
+                f"method.augment.hflip > 0 is a reflection, an element of {group.name}, and "
+                "would change the label; set method.augment.hflip=0"
+            )
+
+
+def blind_to_task(task: str, group: Group) -> bool:
+    """Whether group-pooled features are exactly invariant to every transformation of ``task``."""
+    if task == "rotation4":
+        return group.rotations % 4 == 0
+    if task == "hflip":
+        return group.flips
+    if task == "vflip":  # a vertical flip is a horizontal flip followed by a half turn
+        return group.flips and group.rotations % 2 == 0
+    return False
+
+
+class EsslConfig(OptionalAugmentFields):
+    """E-SSL: transformation prediction alone or added to any base method (``base_method``)."""
+
+    name: Literal["essl"] = "essl"
+    task: str = "rotation4"
+    weight: float = Field(default=1.0, ge=0)
+    label_sampling: Literal["all", "random"] = "all"
+    crop_size: StrictInt | None = Field(default=None, ge=2)
+    head_grid: StrictInt = Field(default=2, ge=1)
+    head_hidden_dim: StrictInt = Field(default=2048, ge=1)
+    base: str = "none"
+    base_method: MethodSection | None = None
+    explaining_away: Literal["none", "add", "eliminate"] = "none"
+    class_weight: float = Field(default=1.0, ge=0)
+    class_count: StrictInt = Field(default=10, ge=2)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        return check_registered("pretext task", task, PRETEXT_TASKS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_method_named(cls, raw: Any) -> Any:
+        """``base_method`` is validated as the ``base`` objective's config: name it so."""
+        if not isinstance(raw, dict):
+            return raw
+        base = raw.get("base", "none")
+        nested = raw.get("base_method")
+        if base == "none":
+            if nested:
+                raise ValueError(
+                    "method.base_method is set but method.base is none; "
+                    "set method.base (e.g. simclr) or remove method.base_method"
+                )
+            return {key: value for key, value in raw.items() if key != "base_method"}
+        known = sorted(name for name in METHOD_CONFIGS if name != "essl")
+        if base not in known:
+            raise ValueError(
+                f"unknown method.base {base!r}; use none or one of: {', '.join(known)}"
+            )
+        if isinstance(nested, MethodConfig):
+            nested = nested.model_dump()
+        nested = dict(nested or {})
+        if nested.setdefault("name", base) != base:
+            raise ValueError(
+                f"method.base_method.name={nested['name']!r} differs from method.base={base!r}; "
+                "drop method.base_method.name"
+            )
+        return {**raw, "base_method": nested}
+
+    def check(self, recipe: Recipe) -> None:
+        group = get_group(recipe.model.group)
+        equivariant = recipe.model.structure == "equivariant" and not group.is_trivial
+        if self.head_grid == 1 and equivariant and blind_to_task(self.task, group):
+            raise ValueError(
+                f"method.head_grid=1 reads features invariant to {group.name}, which cannot "
+                f"predict {self.task}; use method.head_grid >= 2"
+            )
+        refuse_group_element(
+            self.augment,
+            "augment",
+            "method.augment.group_element=true would transform the pretext view by a "
+            "random group element and scramble its labels",
+        )
+        if self.augment is not None and self.augment.hflip > 0 and self.task == "hflip":
+            raise ValueError(
+                "method.augment.hflip > 0 flips the pretext view at random, which makes the "
+                "hflip task unlearnable; set method.augment.hflip=0"
+            )
+        if self.task == "jigsaw4":
+            side = self.crop_size or recipe.data.image_size
+            if side is not None and side % 2:
+                raise ValueError(
+                    f"jigsaw4 cuts the pretext view into 2x2 tiles, so its side must be even "
+                    f"(got {side}); set an even method.crop_size"
+                )
+        if self.base == "none" and self.weight == 0:
+            raise ValueError(
+                "method.weight=0 with method.base=none leaves nothing to learn; "
+                "use method.task=none for the random-init baseline, or set method.base"
+            )
+        if self.base_method is not None:
+            self.base_method.check(recipe.model_copy(update={"method": self.base_method}))
+
+
+METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
+    "byol": ByolConfig,
+    "eqlabels": EqlabelsConfig,
+    "equimod": EquimodConfig,
+    "essl": EsslConfig,
+    "hssl": HsslConfig,
+    "invcontrast": InvcontrastConfig,
+    "simclr": SimclrConfig,
+    "vicreg": VicregConfig,
+}
+
+MethodSection = Annotated[
+    Union[tuple(METHOD_CONFIGS.values())],  # noqa: UP007 (a union built from the registry)
+    Field(discriminator="name"),
+]
+EsslConfig.model_rebuild()
+
+
+def _method_named(raw: Any) -> Any:
+    """Default ``name`` to hssl and check it first, for a "did you mean" on a typo."""
+    if isinstance(raw, MethodConfig):
+        return raw
+    raw = dict(raw or {})
+    raw["name"] = check_registered("method", raw.get("name", "hssl"), METHOD_CONFIGS)
+    return raw
+
+
+# ------------------------------------------------------------------ the recipe
+
+
+class Recipe(Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodSection = Field(default_factory=HsslConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    seed: StrictInt = 0
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_name(cls, raw: Any) -> Any:
+        return _method_named(raw)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        self.method.check(self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def keys_at(path: list[str], method_name: str = "hssl") -> list[str]:
+    """The keys accepted at a dotted ``path`` of a recipe (``[]`` is the top level)."""
+    model: type[BaseModel] | None = Recipe
+    for part in path:
+        if model is None:
+            return []
+        if model is Recipe and part == "method":
+            model = METHOD_CONFIGS.get(method_name)
+            continue
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The section model an annotation holds (``X``, ``X | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def methods_with_option(option: str) -> list[str]:
+    return sorted(name for name, c in METHOD_CONFIGS.items() if option in c.model_fields)
