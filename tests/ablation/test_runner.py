@@ -19,7 +19,7 @@ from hssl_cli.ablation.runner import (
     shell_lines,
 )
 from hssl_cli.ablation.study import Run, Study, parse_grid_option
-from hssl_cli.run_files import PROBE_NAME, RESULTS_NAME, SUMMARY_NAME
+from hssl_cli.run_files import PROBE_NAME, RESULTS_NAME, RUNS_FOLDER, SUMMARY_NAME, TIMING_NAME
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 
@@ -105,10 +105,12 @@ def test_parallel_jobs_run_every_pending_run_once(tmp_path: Path) -> None:
     assert {o.status for o in outcomes} == {"done"}
 
 
-def test_cpu_jobs_share_the_threads() -> None:
+def test_cpu_jobs_share_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
     environments = job_environments(2, "cpu")
-    assert len(environments) == 2
-    assert all(int(env["OMP_NUM_THREADS"]) >= 1 for env in environments)
+    assert [env["OMP_NUM_THREADS"] for env in environments] == ["4", "4"]
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert [env["OMP_NUM_THREADS"] for env in job_environments(4, "cpu")] == ["1"] * 4
 
 
 def test_results_csv_and_summary(tmp_path: Path) -> None:
@@ -124,7 +126,10 @@ def test_results_csv_and_summary(tmp_path: Path) -> None:
     assert [float(r["top1"]) for r in table] == [80.0, 82.0, 60.0, 62.0]
     assert [float(r["full_top1"]) for r in table] == [85.0, 87.0, 65.0, 67.0]
     assert all(float(r["final_loss"]) == 1.5 for r in table)
-    assert all(float(r["wall_seconds"]) >= 0 for r in table)
+    timings = [
+        json.loads((tmp_path / RUNS_FOLDER / r["run"] / TIMING_NAME).read_text()) for r in table
+    ]
+    assert [float(r["wall_seconds"]) for r in table] == [t["wall_seconds"] for t in timings]
 
     equivariant, unstructured = summaries
     assert equivariant.levels == {"model.structure": "equivariant"}
