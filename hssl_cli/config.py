@@ -104,6 +104,10 @@ class DataConfig(Section):
     limit_train: StrictInt | None = Field(default=None, gt=0)
     limit_test: StrictInt | None = Field(default=None, gt=0)
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    # imagefolder: decode the whole set into memory (true), stream it from disk through
+    # DataLoader workers (false), or stream when the decoded set would not fit (auto).
+    in_memory: bool | Literal["auto"] = "auto"
+    workers: StrictInt = Field(default=4, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -222,8 +226,17 @@ class OptimConfig(Section):
 
 class TrainConfig(Section):
     epochs: StrictInt = Field(default=10, ge=0)  # 0 saves the random-init encoder (a baseline)
+    # The global batch: with N processes each takes batch_size / N, so a recipe means the
+    # same on one device or eight.
     batch_size: StrictInt = Field(default=128, ge=2)
     grad_clip: float | None = Field(default=None, gt=0)
+    # Autocast precision of the forward pass; losses are computed in fp32 whatever it is.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the backbone
+    # BatchNorm statistics over the global batch when several processes train (null: on
+    # exactly then); escnn's batch norms included.
+    sync_batchnorm: bool | None = None
 
 
 class ProbeConfig(Section):
