@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from hssl_cli.config import AugmentConfig, ExtendedAugmentConfig
+from hssl_cli.distributed import global_count, local_rows
 from hssl_cli.groups import Group
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
@@ -109,7 +110,9 @@ class BaseAugmentation:
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        return self.apply(images, self.sample(images.shape[0], images.device, generator))
+        """Augment a batch; parameters are drawn for the global batch (see hssl_cli.distributed)."""
+        params = self.sample(global_count(images.shape[0]), images.device, generator)
+        return self.apply(images, {key: local_rows(value) for key, value in params.items()})
 
 
 def crop_and_flip(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -44,6 +44,7 @@ from torch import nn
 
 from hssl_cli.augment import JITTER_OPERATIONS, BaseAugmentation
 from hssl_cli.config import AugmentConfig, ExtendedAugmentConfig
+from hssl_cli.distributed import global_count, local_rows
 
 _BASE_COLUMNS = (
     "crop_top",
@@ -165,7 +166,8 @@ class ParametrisedAugmentation:
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        vector = self.sample_vector(images.shape[0], images.device, generator)
+        draws = self.sample_vector(global_count(images.shape[0]), images.device, generator)
+        vector = local_rows(draws)  # drawn for the global batch (see hssl_cli.distributed)
         return self.apply_vector(images, vector), vector
 
 

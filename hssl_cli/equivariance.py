@@ -8,7 +8,10 @@ permutation best explains ``f(T_g x)``: the one H-SSL relies on being ``rho(g)``
 A continuous sweep measures invariance under rotations the pixel grid cannot
 represent exactly, next to the same architecture with the trivial group.
 
-Everything runs in eval mode under ``no_grad`` and restores the model's mode.
+Everything runs in eval mode under ``torch.inference_mode`` (autocast in ``precision``
+when it is not fp32) and restores the model's mode. Errors are computed in fp32; below
+fp32 rounding alone moves the outputs, so "exact" means below that precision's
+:data:`EXACT_THRESHOLDS` entry.
 """
 
 from __future__ import annotations
@@ -22,15 +25,21 @@ import torch
 from hssl_cli.errors import HsslUserError
 from hssl_cli.groups import Group, GroupElement, rotate_by_angle, rotate_images
 from hssl_cli.models.backbone import Backbone
+from hssl_cli.runtime import autocast_dtype, inference
 from hssl_cli.structured import split_fields
 
-EXACT_THRESHOLD = 1e-5
+EXACT_THRESHOLD = 1e-5  # fp32
+# Relative errors that rounding alone explains, per precision of the forward passes (fp16
+# keeps 11 significant bits, bf16 8): an exactly equivariant model stays below them.
+EXACT_THRESHOLDS = {"fp32": EXACT_THRESHOLD, "fp16": 2e-3, "bf16": 1e-2}
 VERDICT_EXACT = "exactly equivariant to float precision"
 VERDICT_APPROXIMATE = "approximately equivariant (exact on the pixel grid, interpolation elsewhere)"
 VERDICT_NOT = "not equivariant"
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor, reference: torch.Tensor) -> float:
+    """``||actual - expected|| / ||reference||``, in fp32 whatever the inputs' dtype."""
+    actual, expected, reference = actual.float(), expected.float(), reference.float()
     return float((actual - expected).norm() / reference.norm().clamp_min(1e-12))
 
 
@@ -49,6 +58,11 @@ class Report:
     invariant_err: dict[str, float] = field(default_factory=dict)
     structured: dict[str, dict[str, Any]] = field(default_factory=dict)
     sweep: dict[str, list[float]] = field(default_factory=dict)
+    precision: str = "fp32"  # of the forward passes
+
+    @property
+    def exact_threshold(self) -> float:
+        return EXACT_THRESHOLDS[self.precision]
 
     @property
     def worst_grid_exact_err(self) -> float:
@@ -72,9 +86,9 @@ class Report:
 
     @property
     def verdict(self) -> str:
-        if self.worst_grid_exact_err > EXACT_THRESHOLD:
+        if self.worst_grid_exact_err > self.exact_threshold:
             return VERDICT_NOT
-        if self.worst_err > EXACT_THRESHOLD:
+        if self.worst_err > self.exact_threshold:
             return VERDICT_APPROXIMATE
         return VERDICT_EXACT
 
@@ -85,6 +99,8 @@ class Report:
             "elements": self.elements,
             "grid_exact": dict(zip(self.elements, self.grid_exact, strict=True)),
             "verdict": self.verdict,
+            "precision": self.precision,
+            "exact_threshold": self.exact_threshold,
             "worst_grid_exact_err": self.worst_grid_exact_err,
             "layers": self.layers,
             "invariant_err": self.invariant_err,
@@ -125,73 +141,85 @@ def _rho(model_group: Group, flat_map: torch.Tensor, index: int) -> torch.Tensor
     return model_group.act_on_images(permuted, index)
 
 
-@torch.no_grad()
 def measure(
     backbone: Backbone,
     images: torch.Tensor,
     group: Group,
     angles: list[float],
     baseline: Backbone | None = None,
+    precision: str = "fp32",
 ) -> Report:
-    """All measurements for ``images`` (``[N, C, H, W]`` in ``[0, 1]``) under ``group``."""
+    """All measurements for ``images`` (``[N, C, H, W]`` in ``[0, 1]``) under ``group``,
+    with the forward passes in ``precision`` (fp32, bf16 or fp16) on the images' device."""
     model_group = backbone.group
     check_compatible(model_group, group)
-    was_training = backbone.training
-    backbone.eval()
+    autocast_dtype(precision)  # an unknown name fails before any work
+    models = [backbone] if baseline is None else [backbone, baseline]
+    modes = [model.training for model in models]
+    for model in models:  # outside inference mode: escnn caches its filters on eval()
+        model.eval()
     try:
-        names = [str(e) for e in group.elements]
-        report = Report(
-            model_group.name, group.name, names, [is_grid_exact(e) for e in group.elements]
-        )
-        exact_inputs = (images, backbone.stage_outputs(images), backbone(images))
-        # Off-grid rotations lose the corners: compare those on the inscribed disc only.
-        masked = disc_mask(images)
-        disc_inputs = (masked, backbone.stage_outputs(masked), backbone(masked))
-        per_layer: dict[str, dict[str, float | None]] = {n: {} for n, _ in exact_inputs[1]}
-        for element, name in zip(group.elements, names, strict=True):
-            grid_exact = is_grid_exact(element)
-            inputs, reference_stages, reference = exact_inputs if grid_exact else disc_inputs
-            keep = (lambda t: t) if grid_exact else disc_mask
-            moved_images = rotate_images(element, inputs)
-            model_index = _model_index(model_group, element)
-            moved_stages = backbone.stage_outputs(moved_images)
-            for (layer, ref), (_, moved) in zip(reference_stages, moved_stages, strict=True):
-                per_layer[layer][name] = (
-                    None
-                    if model_index is None
-                    else relative_error(
-                        keep(moved), keep(_rho(model_group, ref, model_index)), keep(ref)
-                    )
-                )
-            moved_out = backbone(moved_images)
-            report.invariant_err[name] = relative_error(
-                moved_out.invariant, reference.invariant, reference.invariant
-            )
-            report.structured[name] = _best_shift(model_group, reference.fibers, moved_out.fibers)
-            report.structured[name]["expected_shift_err"] = (
+        with inference(images.device, precision):
+            report = _measure(backbone, images, group)
+        report.precision = precision
+        if angles:
+            report.sweep = rotation_sweep(backbone, images, angles, baseline, precision)
+        return report
+    finally:
+        for model, mode in zip(models, modes, strict=True):
+            model.train(mode)
+
+
+def _measure(backbone: Backbone, images: torch.Tensor, group: Group) -> Report:
+    """:func:`measure`'s per-layer, pooled and structured errors (eval mode, no autograd)."""
+    model_group = backbone.group
+    names = [str(e) for e in group.elements]
+    report = Report(model_group.name, group.name, names, [is_grid_exact(e) for e in group.elements])
+    exact_inputs = (images, backbone.stage_outputs(images), backbone(images))
+    # Off-grid rotations lose the corners: compare those on the inscribed disc only.
+    masked = disc_mask(images)
+    disc_inputs = (masked, backbone.stage_outputs(masked), backbone(masked))
+    per_layer: dict[str, dict[str, float | None]] = {n: {} for n, _ in exact_inputs[1]}
+    for element, name in zip(group.elements, names, strict=True):
+        grid_exact = is_grid_exact(element)
+        inputs, reference_stages, reference = exact_inputs if grid_exact else disc_inputs
+        keep = (lambda t: t) if grid_exact else disc_mask
+        moved_images = rotate_images(element, inputs)
+        model_index = _model_index(model_group, element)
+        moved_stages = backbone.stage_outputs(moved_images)
+        for (layer, ref), (_, moved) in zip(reference_stages, moved_stages, strict=True):
+            per_layer[layer][name] = (
                 None
                 if model_index is None
                 else relative_error(
-                    moved_out.fibers,
-                    model_group.act_on_fibers(reference.fibers, model_index),
-                    reference.fibers,
+                    keep(moved), keep(_rho(model_group, ref, model_index)), keep(ref)
                 )
             )
-        for layer, output in exact_inputs[1]:
-            shape = output.shape
-            report.layers.append(
-                {
-                    "name": layer,
-                    "fields": int(shape[1] // model_group.order),
-                    "size": [int(shape[2]), int(shape[3])],
-                    "rel_err": per_layer[layer],
-                }
+        moved_out = backbone(moved_images)
+        report.invariant_err[name] = relative_error(
+            moved_out.invariant, reference.invariant, reference.invariant
+        )
+        report.structured[name] = _best_shift(model_group, reference.fibers, moved_out.fibers)
+        report.structured[name]["expected_shift_err"] = (
+            None
+            if model_index is None
+            else relative_error(
+                moved_out.fibers,
+                model_group.act_on_fibers(reference.fibers, model_index),
+                reference.fibers,
             )
-        if angles:
-            report.sweep = rotation_sweep(backbone, images, angles, baseline)
-        return report
-    finally:
-        backbone.train(was_training)
+        )
+    for layer, output in exact_inputs[1]:
+        shape = output.shape
+        report.layers.append(
+            {
+                "name": layer,
+                "fields": int(shape[1] // model_group.order),
+                "size": [int(shape[2]), int(shape[3])],
+                "rel_err": per_layer[layer],
+            }
+        )
+    return report
 
 
 def _best_shift(model_group: Group, reference: torch.Tensor, moved: torch.Tensor) -> dict[str, Any]:
@@ -212,9 +240,12 @@ def disc_mask(images: torch.Tensor) -> torch.Tensor:
     return images * ((ys**2 + xs**2) <= 1.0).to(images.dtype)
 
 
-@torch.no_grad()
 def rotation_sweep(
-    backbone: Backbone, images: torch.Tensor, angles: list[float], baseline: Backbone | None
+    backbone: Backbone,
+    images: torch.Tensor,
+    angles: list[float],
+    baseline: Backbone | None,
+    precision: str = "fp32",
 ) -> dict[str, list[float]]:
     """Invariance error of pooled features versus rotation angle (inputs masked to a disc)."""
     masked = disc_mask(images)
@@ -225,12 +256,15 @@ def rotation_sweep(
     for key, model in models.items():
         was_training = model.training
         model.eval()
-        reference = model(masked).invariant
-        result[key] = [
-            relative_error(model(_rotate(masked, angle)).invariant, reference, reference)
-            for angle in angles
-        ]
-        model.train(was_training)
+        try:
+            with inference(images.device, precision):
+                reference = model(masked).invariant
+                result[key] = [
+                    relative_error(model(_rotate(masked, angle)).invariant, reference, reference)
+                    for angle in angles
+                ]
+        finally:
+            model.train(was_training)
     return result
 
 

@@ -1,4 +1,4 @@
-"""Frozen-feature evaluation: linear probe and weighted kNN (METHODS §6).
+"""Frozen-feature evaluation: linear probe and weighted kNN (docs: linear probe and kNN).
 
 Features are extracted once, in eval mode and without augmentation, and cached
 in memory; the linear classifier is then fit on the cached features with
@@ -9,6 +9,7 @@ a probe costs one pass over the data plus seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,10 @@ from hssl_cli.config import ProbeConfig
 from hssl_cli.data.image_set import ImageSet
 from hssl_cli.models.backbone import Backbone
 from hssl_cli.progress import progress_bar
+from hssl_cli.runtime import inference, to_device
+
+if TYPE_CHECKING:
+    from hssl_cli.data.batches import BatchSource
 
 FEATURE_KINDS = ("invariant", "full")
 
@@ -28,30 +33,64 @@ class Features:
     labels: torch.Tensor  # [N]
 
 
-@torch.no_grad()
 def extract_features(
     backbone: Backbone,
-    images: ImageSet,
+    images: ImageSet | BatchSource,
     device: torch.device,
     batch_size: int,
     quiet: bool = True,
     label: str = "features",
+    precision: str = "fp32",
 ) -> Features:
-    """One pass in eval mode; the model's state is left as it was."""
+    """One pass in eval mode under ``torch.inference_mode``, autocast in ``precision``
+    (fp32, bf16 or fp16); the model's state is left as it was.
+
+    Features come back as fp32 CPU tensors that autograd may use (the probe's classifier
+    trains on them). On CUDA, batches go up from pinned memory and features come down into
+    pinned buffers without blocking; the device is waited for once, at the end. A
+    :class:`~hssl_cli.data.batches.BatchSource` streams a split that does not fit in memory.
+    """
+    from hssl_cli.data.batches import BatchSource, InMemoryBatches
+
+    if not isinstance(images, BatchSource):
+        images = InMemoryBatches(images, batch_size, torch.device("cpu"))
     was_training = backbone.training
-    backbone.eval()
-    invariant, full = [], []
-    total = len(images.labels)
-    with progress_bar(quiet) as progress:
-        task = progress.add_task(label, total=total, status="")
-        for start in range(0, total, batch_size):
-            batch = images.images[start : start + batch_size].to(device).float().div_(255)
-            output = backbone(batch)
-            invariant.append(output.invariant.float().cpu())
-            full.append(output.full.float().cpu())
-            progress.update(task, advance=len(batch))
-    backbone.train(was_training)
-    return Features(torch.cat(invariant), torch.cat(full), images.labels.clone())
+    backbone.eval()  # outside inference mode: escnn caches its filters here
+    total = len(images)
+    cuda = device.type == "cuda"
+    invariant: torch.Tensor | None = None
+    full: torch.Tensor | None = None
+    try:
+        with progress_bar(quiet) as progress, inference(device, precision):
+            task = progress.add_task(label, total=total, status="")
+            start = 0
+            for stored, _ in images.ordered(batch_size):
+                batch = to_device(stored, device)
+                output = backbone(batch.float().div_(255))
+                if invariant is None or full is None:
+                    invariant = _host_buffer(total, output.invariant, cuda)
+                    full = _host_buffer(total, output.full, cuda)
+                end = start + len(batch)
+                # fp32 on the device first, so the copy down is a plain one
+                invariant[start:end].copy_(output.invariant.float(), non_blocking=cuda)
+                full[start:end].copy_(output.full.float(), non_blocking=cuda)
+                progress.update(task, advance=len(batch))
+                start = end
+        if cuda:
+            torch.cuda.synchronize(device)
+    finally:
+        backbone.train(was_training)
+    if invariant is None or full is None:  # no images: nothing to size the features by
+        raise ValueError(f"{label}: the data set has no images")
+    return Features(invariant, full, images.labels.clone())
+
+
+def _host_buffer(rows: int, like: torch.Tensor, pinned: bool) -> torch.Tensor:
+    """An fp32 CPU tensor for ``rows`` rows shaped like ``like``'s; a normal tensor even
+    inside inference mode, so autograd may read it later."""
+    with torch.inference_mode(False):
+        shape = (rows, *like.shape[1:])
+        return torch.empty(shape, dtype=torch.float32, pin_memory=pinned)
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:

@@ -14,6 +14,7 @@ from hssl_cli.equivariance import Report, measure
 from hssl_cli.errors import HsslUserError
 from hssl_cli.groups import get_group
 from hssl_cli.models.backbone import Backbone
+from hssl_cli.runtime import check_precision, inference_precision, to_device
 
 
 @dataclass
@@ -84,13 +85,18 @@ def inspect_model(
     samples: int,
     angles: list[float],
     device: torch.device,
+    precision: str = "auto",
 ) -> Inspection:
+    """Measure a checkpoint's (or a recipe's random-init) model on ``device``; ``precision``
+    is ``--precision`` (:func:`hssl_cli.runtime.inference_precision`)."""
     from hssl_cli.data import channel_stats
     from hssl_cli.models import build_backbone
 
     if samples < 1:
         raise HsslUserError(f"--samples {samples}: need at least 1 image")
     source, recipe, backbone, shape = _model_from(checkpoint, recipe_path, overrides)
+    chosen = inference_precision(precision, recipe.train.precision, device)
+    check_precision(device, chosen, "--precision")
     images, loaded = _inputs(recipe, data, samples, shape)
     if backbone is None:
         torch.manual_seed(recipe.seed)
@@ -102,5 +108,5 @@ def inspect_model(
     backbone.to(device)
     if baseline is not None:
         baseline.to(device)
-    report = measure(backbone, images.to(device), group, angles, baseline)
+    report = measure(backbone, to_device(images, device), group, angles, baseline, chosen)
     return Inspection(source, len(images), report)

@@ -12,25 +12,33 @@ from hssl_cli.errors import HsslUserError
 
 
 def probe_checkpoint(
-    path: Path, overrides: list[str], device: torch.device, quiet: bool
+    path: Path, overrides: list[str], device: torch.device, quiet: bool, precision: str = "auto"
 ) -> dict[str, Any]:
-    """Fit on the recipe's train split, score on its test split (``--set data.*`` to change)."""
-    from hssl_cli.data import load_images
+    """Fit on the recipe's train split, score on its test split (``--set data.*`` to change).
+
+    Features are extracted in ``precision`` (``--precision``: see
+    :func:`hssl_cli.runtime.inference_precision`) and scored in fp32.
+    """
+    from hssl_cli.data.batches import open_batches
     from hssl_cli.evaluation import evaluate_features, extract_features
+    from hssl_cli.runtime import check_precision, inference_precision
 
     checkpoint = read_checkpoint(path, overrides)
     recipe = checkpoint.recipe
+    chosen = inference_precision(precision, recipe.train.precision, device)
+    check_precision(device, chosen, "--precision")
     backbone = load_backbone(checkpoint, str(path)).to(device)
-    train_set = load_images(recipe.data, "train")
-    test_set = load_images(recipe.data, "test")
-    if list(train_set.images.shape[1:]) != checkpoint.input_shape:
+    size, cpu = recipe.probe.batch_size, torch.device("cpu")
+    # Streamed or in memory as data.in_memory says; batches reach the device in extraction.
+    train_set = open_batches(recipe.data, "train", size, cpu)
+    test_set = open_batches(recipe.data, "test", size, cpu)
+    if list(train_set.image_shape) != checkpoint.input_shape:
         raise HsslUserError(
-            f"the probe data's images are {list(train_set.images.shape[1:])} but the model was "
+            f"the probe data's images are {list(train_set.image_shape)} but the model was "
             f"trained on {checkpoint.input_shape}; set data.image_size to match"
         )
-    size = recipe.probe.batch_size
-    train = extract_features(backbone, train_set, device, size, quiet, "train features")
-    test = extract_features(backbone, test_set, device, size, quiet, "test features")
+    train = extract_features(backbone, train_set, device, size, quiet, "train features", chosen)
+    test = extract_features(backbone, test_set, device, size, quiet, "test features", chosen)
     results = evaluate_features(train, test, train_set.num_classes, recipe.probe)
     return {
         "checkpoint": str(path),
@@ -39,8 +47,8 @@ def probe_checkpoint(
         "method": recipe.method.name,
         "group": recipe.model.group,
         "structure": recipe.model.structure,
-        "train_size": len(train_set.labels),
-        "test_size": len(test_set.labels),
+        "train_size": len(train_set),
+        "test_size": len(test_set),
         **results["invariant"],
         "invariant": results["invariant"],
         "full": results["full"],

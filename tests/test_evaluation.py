@@ -239,3 +239,30 @@ def test_extract_features_full_is_permuted_by_rotation_invariant_is_not(backbone
     torch.testing.assert_close(turned.invariant, plain.invariant, atol=1e-5, rtol=1e-4)
     expected = group.act_on_fibers(plain.full.view(5, 4, 4), 1).flatten(1)
     torch.testing.assert_close(turned.full, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_extract_features_in_inference_mode_equal_no_grad_and_serve_autograd(backbone, images):
+    """inference_mode changes nothing in fp32 on the CPU: the same batches under no_grad give
+    the same bits; the features are ordinary tensors the probe's classifier can train on."""
+    features = extract_features(backbone, images, torch.device("cpu"), batch_size=2)
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            outputs = [backbone(images.images[i : i + 2].float() / 255) for i in range(0, 5, 2)]
+    finally:
+        backbone.train()
+    assert torch.equal(features.invariant, torch.cat([o.invariant for o in outputs]))
+    assert torch.equal(features.full, torch.cat([o.full for o in outputs]))
+    for tensor in (features.invariant, features.full):
+        assert not tensor.is_inference() and not tensor.requires_grad
+    weight = torch.zeros(features.full.shape[1], 3, requires_grad=True)
+    (features.full @ weight).sum().backward()  # would fail on an inference tensor
+    assert weight.grad is not None
+
+
+def test_extract_features_rejects_unknown_precision(backbone, images):
+    from hssl_cli.errors import HsslUserError
+
+    with pytest.raises(HsslUserError, match="unknown precision 'half'"):
+        extract_features(backbone, images, torch.device("cpu"), batch_size=2, precision="half")
+    assert backbone.training  # mode restored

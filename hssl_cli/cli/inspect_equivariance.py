@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from hssl_cli.cli.options import DeviceOption, JsonOption, QuietOption, SetOption, report_errors
+from hssl_cli.cli.options import (
+    DeviceOption,
+    JsonOption,
+    PrecisionOption,
+    QuietOption,
+    SetOption,
+    report_errors,
+)
 
 
 def _scientific(value: float) -> str:
@@ -19,12 +26,12 @@ def _scientific(value: float) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
-def _style(error: float | None) -> str:
-    from hssl_cli.equivariance import EXACT_THRESHOLD  # torch is loaded by now: the model ran
-
+def _style(error: float | None, exact: float) -> str:
+    """Green up to ``exact`` (the report's threshold), yellow up to 1e-2 (or ``exact`` when
+    that is higher, as in bf16), red above."""
     if error is None:
         return "[dim]—[/dim]"
-    colour = "green" if error <= EXACT_THRESHOLD else "yellow" if error <= 1e-2 else "red"
+    colour = "green" if error <= exact else "yellow" if error <= max(1e-2, exact) else "red"
     return f"[{colour}]{_scientific(error)}[/{colour}]"
 
 
@@ -36,13 +43,18 @@ def _table(report: dict[str, Any], title: str) -> Any:
     table.add_column("layer", no_wrap=True)
     for element in report["elements"]:
         table.add_column(element, justify="right")
+    exact = report["exact_threshold"]
     for layer in report["layers"]:
-        table.add_row(layer["name"], *(_style(layer["rel_err"][e]) for e in report["elements"]))
+        table.add_row(
+            layer["name"], *(_style(layer["rel_err"][e], exact) for e in report["elements"])
+        )
     table.add_section()
-    table.add_row("pooled", *(_style(report["invariant_err"][e]) for e in report["elements"]))
+    table.add_row(
+        "pooled", *(_style(report["invariant_err"][e], exact) for e in report["elements"])
+    )
     shifts = [report["structured"][e] for e in report["elements"]]
     table.add_row("fiber shift", *(s["best_shift"] for s in shifts))
-    table.add_row("shift error", *(_style(s["best_shift_err"]) for s in shifts))
+    table.add_row("shift error", *(_style(s["best_shift_err"], exact) for s in shifts))
     return table
 
 
@@ -81,6 +93,7 @@ def inspect_equivariance(
     ] = "0:360:15",
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot here.")] = None,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -88,10 +101,12 @@ def inspect_equivariance(
     from hssl_cli.equivariance import parse_angles
     from hssl_cli.errors import HsslUserError
     from hssl_cli.inspection import inspect_model
+    from hssl_cli.runtime import check_precision_choice
     from hssl_cli.training import select_device
 
     if data not in ("recipe", "noise"):
         raise HsslUserError(f"--data {data!r}: use recipe or noise")
+    check_precision_choice(precision)
     sweep_angles = [] if angles == "none" else parse_angles(angles)
     if plot is not None and plot.suffix.lower() != ".png":
         raise HsslUserError(f"--plot {plot}: give a .png path")
@@ -104,12 +119,15 @@ def inspect_equivariance(
         samples,
         sweep_angles,
         select_device(device),
+        precision,
     )
     report = result.report.to_dict()
     title = (
         f"{result.source}: {report['group']} on a {report['model_group']} model, "
         f"{result.samples} {data} images"
     )
+    if report["precision"] != "fp32":
+        title += f", {report['precision']} (exact below {report['exact_threshold']:g})"
     if plot is not None:
         from hssl_cli.plots import plot_equivariance
 

@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from hssl_cli.cli.options import DeviceOption, JsonOption, QuietOption, SetOption, report_errors
+from hssl_cli.cli.options import (
+    DeviceOption,
+    JsonOption,
+    PrecisionOption,
+    QuietOption,
+    SetOption,
+    report_errors,
+)
 
 
 @report_errors
@@ -16,15 +23,18 @@ def linear_probe(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint.safetensors from pretrain.")],
     overrides: SetOption = None,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Fit a linear classifier (and kNN) on frozen features: train split -> test split."""
     from hssl_cli.probe import probe_checkpoint
+    from hssl_cli.runtime import check_precision_choice
     from hssl_cli.training import select_device
 
+    check_precision_choice(precision)
     report = probe_checkpoint(
-        checkpoint, overrides or [], select_device(device), quiet or json_output
+        checkpoint, overrides or [], select_device(device), quiet or json_output, precision
     )
     if json_output:
         typer.echo(json.dumps(report))

@@ -31,6 +31,14 @@ JsonOption = Annotated[
 RecipeOption = Annotated[
     Path, typer.Option("--recipe", "-r", help="Recipe YAML file (see recipes/).")
 ]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="Forward passes in fp32, bf16, fp16, or recipe (its train.precision); "
+        "auto: the recipe's on CUDA, fp32 on the CPU.",
+    ),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

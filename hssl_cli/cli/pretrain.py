@@ -1,7 +1,8 @@
-"""``hssl pretrain``: train a backbone from a recipe."""
+"""``hssl pretrain``: train a backbone from a recipe, in one process or several."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import typer
 
 from hssl_cli.cli.options import DeviceOption, QuietOption, RecipeOption, SetOption, report_errors
+from hssl_cli.errors import HsslUserError
 
 
 @report_errors
@@ -23,26 +25,62 @@ def pretrain(
         bool, typer.Option("--resume", help="Continue the run in --out from its last epoch.")
     ] = False,
     quiet: QuietOption = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Train with N processes on this machine (one per GPU; gloo on CPU), "
+            "started through torchrun. train.batch_size stays the global batch.",
+        ),
+    ] = 1,
 ) -> None:
     """Pretrain a backbone with the recipe's SSL method; writes DIR/checkpoint.safetensors."""
     from hssl_cli.recipe import load_recipe
     from hssl_cli.run_files import CHECKPOINT_NAME
+
+    resolved = load_recipe(recipe, overrides)  # a bad recipe fails here, once, not per rank
+    out_dir = out or Path("runs") / recipe.stem
+    if nproc > 1:
+        command = [*torchrun_command(nproc), "pretrain", "--recipe", str(recipe)]
+        command += ["--out", str(out_dir), "--device", device]
+        command += [f"--set={text}" for text in overrides or []]
+        command += ["--resume"] * resume + ["--quiet"] * quiet
+        raise typer.Exit(subprocess.call(command))
+
+    from hssl_cli import distributed
     from hssl_cli.training import pretrain as run_pretrain
     from hssl_cli.training import select_device
 
-    resolved = load_recipe(recipe, overrides)
-    out_dir = out or Path("runs") / recipe.stem
-    chosen = select_device(device)
     try:
-        result = run_pretrain(resolved, out_dir, chosen, resume=resume, quiet=quiet)
+        result = run_pretrain(resolved, out_dir, select_device(device), resume=resume, quiet=quiet)
+        here = distributed.world()  # before the process group is gone
     except KeyboardInterrupt:
-        print(
-            f"interrupted: {out_dir / CHECKPOINT_NAME} holds the last finished epoch; "
-            f"continue with: hssl pretrain --recipe {recipe} --out {out_dir} --resume",
-            file=sys.stderr,
-        )
+        if distributed.world().is_main:
+            print(
+                f"interrupted: {out_dir / CHECKPOINT_NAME} holds the last finished epoch; "
+                f"continue with: hssl pretrain --recipe {recipe} --out {out_dir} --resume",
+                file=sys.stderr,
+            )
         raise typer.Exit(130) from None
-    typer.echo(
-        f"trained {result.epochs_done} epochs, final loss {result.last_loss:.4f}: "
-        f"{out_dir / CHECKPOINT_NAME}"
-    )
+    finally:
+        distributed.stop()
+    if here.is_main:
+        typer.echo(
+            f"trained {result.epochs_done} epochs, final loss {result.last_loss:.4f}: "
+            f"{out_dir / CHECKPOINT_NAME}"
+        )
+
+
+def torchrun_command(nproc: int) -> list[str]:
+    """torchrun for ``nproc`` processes on this machine, running ``python -m hssl_cli``."""
+    if distributed_launch_running():
+        raise HsslUserError("--nproc inside a torchrun launch; drop --nproc (torchrun set it)")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return [*launcher, f"--nproc_per_node={nproc}", "-m", "hssl_cli"]
+
+
+def distributed_launch_running() -> bool:
+    from hssl_cli.distributed import launched_by_torchrun
+
+    return launched_by_torchrun()

@@ -1,4 +1,5 @@
-"""Image data sets, loaded whole into memory as uint8 tensors.
+"""Image data sets as uint8 tensors: loaded whole into memory (``load_images``), or served
+batch by batch, from memory or streamed from disk (``hssl_cli.data.batches.open_batches``).
 
 Recipe validation imports this package to check ``data.name``, so importing it must stay
 cheap: the registry maps names to thin wrappers, and each family's module (with torch,
@@ -11,11 +12,12 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from hssl_cli.data.image_set import SUBSET_SEED, ImageSet
+from hssl_cli.data.image_set import ImageSet
 from hssl_cli.errors import HsslUserError
 
 if TYPE_CHECKING:
     from hssl_cli.config import DataConfig
+    from hssl_cli.data.batches import BatchSource
 
 SPLITS = ("train", "test")
 STATS_MAX_IMAGES = 10_000
@@ -73,9 +75,7 @@ def image_shape(config: DataConfig) -> tuple[int, int, int] | None:
 
 def load_images(config: DataConfig, split: str) -> ImageSet:
     """Load one split, then apply the recipe's limit and size so every data set obeys them alike."""
-    import torch
-
-    from hssl_cli.data._common import resize_uint8
+    from hssl_cli.data._common import fixed_subset, resize_uint8
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -85,11 +85,8 @@ def load_images(config: DataConfig, split: str) -> ImageSet:
         raise HsslUserError(f"unknown data set {config.name!r}: set data.name to one of {known}")
     data = loader(config, split)
 
-    limit = config.limit_train if split == "train" else config.limit_test
-    if limit is not None and limit < len(data):
-        # Seed 0, not the recipe seed: runs that differ only in seed must see the same images.
-        generator = torch.Generator().manual_seed(SUBSET_SEED)
-        keep = torch.randperm(len(data), generator=generator)[:limit].sort().values
+    keep = fixed_subset(len(data), split_limit(config, split) or len(data))
+    if keep is not None:
         data = ImageSet(
             images=data.images[keep].contiguous(),
             labels=data.labels[keep].contiguous(),
@@ -100,6 +97,11 @@ def load_images(config: DataConfig, split: str) -> ImageSet:
         data.images = resize_uint8(data.images, config.image_size)
     _check_image_set(data)
     return data
+
+
+def split_limit(config: DataConfig, split: str) -> int | None:
+    """The recipe's cap on the number of images of ``split`` (data.limit_train / limit_test)."""
+    return config.limit_train if split == "train" else config.limit_test
 
 
 def _check_image_set(data: ImageSet) -> None:
@@ -120,27 +122,22 @@ def _check_image_set(data: ImageSet) -> None:
         data.images = images.contiguous()
 
 
-def channel_stats(images: ImageSet) -> tuple[list[float], list[float]]:
+def channel_stats(images: ImageSet | BatchSource) -> tuple[list[float], list[float]]:
     """Per-channel mean and std in [0, 1] units, for normalising inputs; a fixed subset of at most
-    10000 images bounds the cost."""
-    import torch
+    10000 images bounds the cost. Exact integer sums make an image set and a streamed batch
+    source of the same images give identical values."""
+    from hssl_cli.data._common import ChannelSums, fixed_subset
 
+    if not isinstance(images, ImageSet):
+        return images.channel_stats()
     data = images.images
-    count = data.shape[0]
-    if count == 0:
+    if data.shape[0] == 0:
         raise ValueError(f"{images.name}: cannot compute channel statistics of an empty image set")
-    if count > STATS_MAX_IMAGES:
-        generator = torch.Generator().manual_seed(SUBSET_SEED)
-        keep = torch.randperm(count, generator=generator)[:STATS_MAX_IMAGES].sort().values
-        data = data[keep]
-    channels = data.shape[1]
-    total = torch.zeros(channels, dtype=torch.float64)
-    total_sq = torch.zeros(channels, dtype=torch.float64)
-    for chunk in data.split(1024):
-        values = chunk.to(torch.float64).div_(255.0)
-        total += values.sum(dim=(0, 2, 3)).cpu()
-        total_sq += values.square().sum(dim=(0, 2, 3)).cpu()
-    pixels = data.shape[0] * data.shape[2] * data.shape[3]
-    mean = total / pixels
-    std = (total_sq / pixels - mean.square()).clamp_min(0.0).sqrt()
-    return [float(value) for value in mean], [float(value) for value in std]
+    keep = fixed_subset(data.shape[0], STATS_MAX_IMAGES)
+    sums = ChannelSums()
+    for start in range(0, data.shape[0] if keep is None else len(keep), 1024):
+        if keep is None:
+            sums.add(data[start : start + 1024])
+        else:
+            sums.add(data[keep[start : start + 1024].to(data.device)])
+    return sums.mean_std()

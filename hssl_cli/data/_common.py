@@ -1,6 +1,9 @@
-"""Helpers the data set families share: layout conversion, resizing and a fixed split."""
+"""Helpers the data set families share: layout conversion, resizing, fixed subsets and splits,
+channel sums."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -10,6 +13,8 @@ from hssl_cli.data.image_set import SUBSET_SEED, ImageSet
 from hssl_cli.errors import HsslUserError
 
 _RESIZE_CHUNK = 2048
+# Channel sums convert at most this many uint8 values to int64 at a time (32 MiB).
+_SUM_CHUNK_VALUES = 1 << 22
 
 
 def check_split(split: str) -> None:
@@ -49,20 +54,22 @@ def image_set(
     )
 
 
-def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize with antialiasing, in chunks so a large set never becomes one float copy."""
-    if images.shape[-2:] == (size, size):
+def resize_uint8(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize with antialiasing to ``size`` (a side, or (height, width)), in chunks so a
+    large set never becomes one float copy."""
+    height, width = (size, size) if isinstance(size, int) else size
+    if images.shape[-2:] == (height, width):
         return images.contiguous()
-    out = torch.empty((*images.shape[:2], size, size), dtype=torch.uint8, device=images.device)
+    out = torch.empty((*images.shape[:2], height, width), dtype=torch.uint8, device=images.device)
     for start in range(0, images.shape[0], _RESIZE_CHUNK):
         chunk = images[start : start + _RESIZE_CHUNK]
-        out[start : start + chunk.shape[0]] = _resize_chunk(chunk, size)
+        out[start : start + chunk.shape[0]] = _resize_chunk(chunk, (height, width))
     return out
 
 
-def _resize_chunk(chunk: torch.Tensor, size: int) -> torch.Tensor:
+def _resize_chunk(chunk: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Use torch's native uint8 kernel where there is one (CPU), else round a float resize."""
-    kwargs = {"size": (size, size), "mode": "bilinear", "antialias": True, "align_corners": False}
+    kwargs = {"size": size, "mode": "bilinear", "antialias": True, "align_corners": False}
     if chunk.device.type == "cpu":
         try:
             return F.interpolate(chunk, **kwargs)
@@ -70,6 +77,51 @@ def _resize_chunk(chunk: torch.Tensor, size: int) -> torch.Tensor:
             pass
     resized = F.interpolate(chunk.float(), **kwargs)
     return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def fixed_subset(count: int, keep: int) -> torch.Tensor | None:
+    """Sorted indices of a seed-0 random subset of ``keep`` of ``count`` images, or None when
+    all are kept. Seed 0, not the recipe seed: runs that differ only in seed see the same images."""
+    if keep >= count:
+        return None
+    generator = torch.Generator().manual_seed(SUBSET_SEED)
+    return torch.randperm(count, generator=generator)[:keep].sort().values
+
+
+class ChannelSums:
+    """Exact integer per-channel sums of pixel values and their squares, so statistics do not
+    depend on how the images are chunked (in memory or streamed in batches)."""
+
+    def __init__(self) -> None:
+        self.total: list[int] = []
+        self.squares: list[int] = []
+        self.pixels = 0
+
+    def add(self, images: torch.Tensor) -> None:
+        """Add a uint8 [n, C, H, W] batch, converting a bounded chunk to int64 at a time."""
+        if images.shape[0] == 0:
+            return
+        if not self.total:
+            self.total = [0] * images.shape[1]
+            self.squares = [0] * images.shape[1]
+        per_image = images[0].numel()
+        for chunk in images.split(max(1, _SUM_CHUNK_VALUES // per_image)):
+            values = chunk.to(torch.int64)
+            sums = values.sum(dim=(0, 2, 3)).tolist()
+            squares = values.mul_(values).sum(dim=(0, 2, 3)).tolist()
+            self.total = [a + b for a, b in zip(self.total, sums, strict=True)]
+            self.squares = [a + b for a, b in zip(self.squares, squares, strict=True)]
+        self.pixels += images.shape[0] * images.shape[2] * images.shape[3]
+
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        """Mean and (population) std in [0, 1] units, from the exact sums."""
+        count = self.pixels
+        mean = [total / (255 * count) for total in self.total]
+        std = [
+            math.sqrt((count * squares - total * total) / (255 * 255 * count * count))
+            for total, squares in zip(self.total, self.squares, strict=True)
+        ]
+        return mean, std
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, split: str, what: str) -> np.ndarray:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hssl_cli.losses.precision import at_least_fp32
+
 
 def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``mean_i (2 - 2 cos(p_i, z_i))`` for one ordered pair of views; ``target`` gets no gradient.
 
-    Equal to the mean squared distance of the L2-normalised vectors.
+    Equal to the mean squared distance of the L2-normalised vectors. A per-sample mean: with
+    several training processes, DDP's gradient average makes it the global batch's.
     """
-    cosine = F.cosine_similarity(prediction, target.detach(), dim=-1)
+    cosine = F.cosine_similarity(at_least_fp32(prediction), at_least_fp32(target.detach()), dim=-1)
     return (2 - 2 * cosine).mean()
 
 

@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from hssl_cli.losses.precision import at_least_fp32
+
 
 def group_invariant_similarity(
     first: torch.Tensor,
@@ -29,8 +31,8 @@ def group_invariant_similarity(
     (:attr:`hssl_cli.groups.Group.fiber_permutations`). ``logsumexp`` pooling is
     ``pooling_temperature * logsumexp(. / pooling_temperature)``, a smooth max.
     """
-    first = F.normalize(first.flatten(1), dim=1)
-    second = F.normalize(second.flatten(1), dim=1).view_as(second)
+    first = F.normalize(at_least_fp32(first).flatten(1), dim=1)
+    second = F.normalize(at_least_fp32(second).flatten(1), dim=1).view_as(second)
     per_element = torch.stack(
         [first @ second[:, permutation].flatten(1).T for permutation in fiber_permutations]
     )  # [|G|, N, M]

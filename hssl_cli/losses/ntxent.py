@@ -20,6 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hssl_cli.distributed import gather_rows, gather_sample_ids
+from hssl_cli.losses.precision import at_least_fp32
+
 
 def cosine_similarity_matrix(embeddings: torch.Tensor) -> torch.Tensor:
     """``[N, D]`` -> ``[N, N]`` cosine similarities of every pair of rows."""
@@ -30,7 +33,11 @@ def cosine_similarity_matrix(embeddings: torch.Tensor) -> torch.Tensor:
 def nt_xent_from_similarity(
     similarity: torch.Tensor, sample_ids: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """Mean over anchors of NT-Xent given all pairwise similarities; equal ids are positives."""
+    """Mean over anchors of NT-Xent given all pairwise similarities; equal ids are positives.
+
+    ``similarity`` is already the global one (see :func:`nt_xent` for the gather).
+    """
+    similarity = at_least_fp32(similarity)
     self_mask = torch.eye(len(similarity), dtype=torch.bool, device=similarity.device)
     logits = (similarity / temperature).masked_fill(self_mask, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
@@ -43,8 +50,15 @@ def nt_xent_from_similarity(
 
 
 def nt_xent(embeddings: torch.Tensor, sample_ids: torch.Tensor, temperature: float) -> torch.Tensor:
-    """NT-Xent on the cosine similarity of ``embeddings`` ``[N, D]``."""
-    return nt_xent_from_similarity(cosine_similarity_matrix(embeddings), sample_ids, temperature)
+    """NT-Xent on the cosine similarity of ``embeddings`` ``[N, D]``.
+
+    With several training processes the rows of every rank are gathered (with gradients)
+    first, so each rank computes the loss of the global batch.
+    """
+    everyone = gather_rows(at_least_fp32(embeddings))
+    return nt_xent_from_similarity(
+        cosine_similarity_matrix(everyone), gather_sample_ids(sample_ids), temperature
+    )
 
 
 def pair_accuracy_from_similarity(
@@ -56,5 +70,8 @@ def pair_accuracy_from_similarity(
 
 
 def pair_accuracy(embeddings: torch.Tensor, sample_ids: torch.Tensor) -> torch.Tensor:
-    """:func:`pair_accuracy_from_similarity` on cosine similarities."""
-    return pair_accuracy_from_similarity(cosine_similarity_matrix(embeddings.detach()), sample_ids)
+    """:func:`pair_accuracy_from_similarity` on cosine similarities (global batch)."""
+    everyone = gather_rows(at_least_fp32(embeddings.detach()))
+    return pair_accuracy_from_similarity(
+        cosine_similarity_matrix(everyone), gather_sample_ids(sample_ids)
+    )

@@ -17,6 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hssl_cli.distributed import gather_rows
+from hssl_cli.losses.precision import at_least_fp32
+
 
 def variance_hinge(embeddings: torch.Tensor, eps: float) -> torch.Tensor:
     """``mean_j max(0, 1 - sqrt(Var(z^j) + eps))``, the unbiased variance over the batch."""
@@ -47,10 +50,12 @@ def vicreg_loss(
     paper and solo-learn: ``s`` the mean squared error, ``v`` the variance hinge, ``c`` the
     covariance penalty. The returned ``invariance``, ``variance`` and ``covariance`` are
     the unweighted terms (``v`` and ``c`` summed over both branches). Defaults are the
-    paper's ``lambda = mu = 25``, ``nu = 1``, ``eps = 1e-4``.
+    paper's ``lambda = mu = 25``, ``nu = 1``, ``eps = 1e-4``. With several training
+    processes every rank's rows are gathered first: the loss is the global batch's.
     """
     if z_a.shape != z_b.shape or z_a.dim() != 2:
         raise ValueError(f"vicreg_loss needs two [N, D] tensors of one shape, got {z_a.shape}")
+    z_a, z_b = gather_rows(at_least_fp32(z_a)), gather_rows(at_least_fp32(z_b))
     if z_a.shape[0] < 2:
         raise ValueError("vicreg_loss needs at least two samples to estimate variances")
     invariance = F.mse_loss(z_a, z_b)

@@ -38,6 +38,7 @@ from torch import nn
 
 from hssl_cli.augment import BaseAugmentation
 from hssl_cli.config import EqlabelsConfig
+from hssl_cli.distributed import global_count, local_rows
 from hssl_cli.objectives.base import Objective
 from hssl_cli.structured import BackboneOutput, fiber_tokens
 
@@ -87,7 +88,8 @@ class EqlabelsObjective(Objective):
         self, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         view = self.augment(images) if self.augment is not None else images
-        elements = torch.randint(self.group.order, (images.shape[0],), device=images.device)
+        draws = torch.randint(self.group.order, (global_count(len(images)),), device=images.device)
+        elements = local_rows(draws)
         logits = self.logits(backbone(self.group.act_on_images_per_sample(view, elements)))
         loss = F.cross_entropy(logits, elements)
         pretext_acc = (logits.detach().argmax(1) == elements).float().mean()

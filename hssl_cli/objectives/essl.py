@@ -43,6 +43,7 @@ from torch import nn
 
 from hssl_cli.augment import BaseAugmentation
 from hssl_cli.config import EsslConfig
+from hssl_cli.distributed import global_count, local_rows
 from hssl_cli.objectives import objective_class, pretext_task
 from hssl_cli.objectives.base import Objective
 from hssl_cli.structured import BackboneOutput, pool_group
@@ -137,7 +138,7 @@ class EsslObjective(Objective):
             view = view.repeat(classes, 1, 1, 1)
             targets = torch.arange(classes, device=view.device).repeat_interleave(batch)
         else:
-            targets = torch.randint(classes, (batch,), device=view.device)
+            targets = local_rows(torch.randint(classes, (global_count(batch),), device=view.device))
         return self.task.apply(view, targets), targets
 
     def forward(

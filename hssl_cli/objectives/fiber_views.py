@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hssl_cli.distributed import global_count, local_rows
 from hssl_cli.errors import HsslUserError
 from hssl_cli.groups import Group
 from hssl_cli.structured import BackboneOutput, fiber_bundle, pool_group
@@ -26,7 +27,10 @@ class ViewSource(nn.Module):
         raise NotImplementedError
 
     def sample_pairs(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample positions ``(p1, p2)``, each ``[B]``, of the two views of each image."""
+        """Per-sample positions ``(p1, p2)``, each ``[B]``, of the two views of each image.
+
+        Drawn for the global batch, this rank keeping its rows (see hssl_cli.distributed).
+        """
         raise NotImplementedError
 
     def read(self, positions: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
@@ -100,11 +104,11 @@ class FiberViews(ViewSource):
 
     def sample_pairs(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``g1`` uniform on ``G``; ``g2 = g1 d``, ``d`` uniform on the allowed displacements."""
-        batch, device = positions.shape[0], self.multiplication.device
+        batch, device = global_count(positions.shape[0]), self.multiplication.device
         first = torch.randint(self.group.order, (batch,), device=device)
         choice = torch.randint(len(self.displacements), (batch,), device=device)
         second = self.multiplication[first, self.displacements[choice]]
-        return first, second
+        return local_rows(first), local_rows(second)
 
 
 class SpatialViews(ViewSource):
@@ -148,7 +152,7 @@ class SpatialViews(ViewSource):
 
     def sample_pairs(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat window indices ``(p1, p2)``: ``p1`` uniform, ``p2 = p1 + d`` clamped to the map."""
-        batch, device = positions.shape[0], positions.device
+        batch, device = global_count(positions.shape[0]), positions.device
         rows, cols = positions.shape[-2:]
         reach = max(rows, cols) - 1 if self.spread is None else self.spread
         offsets = [
@@ -167,7 +171,7 @@ class SpatialViews(ViewSource):
         shift = table[torch.randint(len(offsets), (batch,), device=device)]
         row2 = (row + shift[:, 0]).clamp(0, rows - 1)
         col2 = (col + shift[:, 1]).clamp(0, cols - 1)
-        return row * cols + col, row2 * cols + col2
+        return local_rows(row * cols + col), local_rows(row2 * cols + col2)
 
     def read(self, positions: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """``[B, C, H', W']`` pooled windows and ``[B]`` flat positions -> ``[B, C]``."""

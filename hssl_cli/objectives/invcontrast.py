@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from hssl_cli.config import InvcontrastConfig
+from hssl_cli.distributed import gather_rows, gather_sample_ids
 from hssl_cli.losses import (
     group_invariant_similarity,
     nt_xent_from_similarity,
@@ -62,6 +63,8 @@ class InvcontrastObjective(TwoViewObjective):
         return self.head(tokens.reshape(batch * order, -1)).view(batch, order, -1)
 
     def loss(self, lifted: torch.Tensor, sample_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """NT-Xent on the orbit-pooled similarity of the global batch's lifted embeddings."""
+        lifted, sample_ids = gather_rows(lifted), gather_sample_ids(sample_ids)
         similarity = group_invariant_similarity(
             lifted,
             lifted,

@@ -1,27 +1,37 @@
 """The training loop: recipe in, checkpoints and metrics out.
 
 Method-agnostic: the objective turns a batch into named scalars; the loop handles
-devices, seeds, the schedule, progress, NaN guards and one atomic checkpoint per epoch.
+devices, seeds, the schedule, precision, progress, NaN guards and one atomic checkpoint
+per epoch. With several processes (torchrun; see :mod:`hssl_cli.distributed`) each rank
+trains on its rows of every global batch, and rank 0 alone writes files and progress.
+
+The step loop never waits for the device: metrics are summed there, and the host reads
+them (and the NaN flag) at most every :data:`STATUS_SECONDS` and at the end of each epoch.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from hssl_cli import distributed
 from hssl_cli.checkpoint import save_checkpoint
 from hssl_cli.config import Recipe
+from hssl_cli.distributed import World
 from hssl_cli.errors import HsslUserError, TrainingDiverged
 from hssl_cli.io import atomic_write_text
 from hssl_cli.progress import progress_bar
 from hssl_cli.run_files import CHECKPOINT_NAME, RECIPE_NAME, TRAIN_STATE_NAME
+from hssl_cli.runtime import autocast, check_precision, memory_format
 from hssl_cli.training.metrics import EpochMeter, append_metrics, epoch_line
+from hssl_cli.training.parallel import training_step
 from hssl_cli.training.schedule import learning_rate, make_optimizer, trainable_parameters
 from hssl_cli.training.state import (
     check_resumable,
@@ -31,6 +41,7 @@ from hssl_cli.training.state import (
 )
 
 if TYPE_CHECKING:
+    from hssl_cli.data.batches import BatchSource
     from hssl_cli.data.image_set import ImageSet
 
 
@@ -55,17 +66,6 @@ class TrainResult:
     last_loss: float
 
 
-def steps_per_epoch(images: int, batch_size: int) -> int:
-    """Full batches only; a data set smaller than one batch is a user error."""
-    steps = images // batch_size
-    if steps == 0:
-        raise HsslUserError(
-            f"train.batch_size={batch_size} exceeds the {images} training images; "
-            "lower train.batch_size"
-        )
-    return steps
-
-
 def feature_shapes(backbone: nn.Module, images: torch.Tensor, device: torch.device) -> dict:
     """The shapes of the backbone's outputs for one image, stored in the checkpoint."""
     with torch.no_grad():
@@ -80,6 +80,9 @@ def feature_shapes(backbone: nn.Module, images: torch.Tensor, device: torch.devi
     }
 
 
+STATUS_SECONDS = 2.0  # how often the step loop reads the device: progress text, NaN check
+
+
 @dataclass
 class Trainee:
     """What a run trains: the backbone, the objective (with its heads) and their optimiser."""
@@ -88,69 +91,139 @@ class Trainee:
     objective: nn.Module
     optimizer: torch.optim.Optimizer
     parameters: list[nn.Parameter]  # the trainable ones, for gradient clipping
+    # What a step calls: objective(backbone, ...) as one module, under DDP with several ranks.
+    step: nn.Module
+    # fp16's loss scaling; a disabled scaler (every other precision) passes calls through.
+    scaler: torch.amp.GradScaler = field(
+        default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False)
+    )
 
 
 def build_trainee(
-    recipe: Recipe, train_set: ImageSet, device: torch.device, initialize: bool
+    recipe: Recipe,
+    train_set: ImageSet | BatchSource,
+    device: torch.device,
+    initialize: bool,
+    here: World = distributed.SINGLE,
 ) -> Trainee:
     """Backbone and objective on ``device`` with their optimiser; ``initialize=False`` skips
-    the (slow) escnn initialisation of weights a resumed run loads anyway."""
+    the (slow) escnn initialisation of weights a resumed run loads anyway.
+
+    ``train.channels_last`` stores 4-D weights (and, in :func:`train_epoch`, batches)
+    channels-last; escnn's layers take any layout. ``train.precision`` is checked against
+    the device here, before any work.
+    """
     from hssl_cli.data import channel_stats
     from hssl_cli.models import build_backbone
     from hssl_cli.objectives import build_objective
 
-    backbone = build_backbone(recipe.model, train_set.images.shape[1], initialize=initialize)
+    check_precision(device, recipe.train.precision, "train.precision")
+    from hssl_cli.data.batches import BatchSource
+
+    if isinstance(train_set, BatchSource):
+        channels = train_set.image_shape[0]
+    else:
+        channels = train_set.images.shape[1]
+    backbone = build_backbone(recipe.model, channels, initialize=initialize)
     backbone.set_normalization(*channel_stats(train_set))
     objective = build_objective(recipe.method, backbone)
-    backbone.to(device)
-    objective.to(device)
+    layout = memory_format(recipe.train.channels_last)
+    backbone.to(device, memory_format=layout)
+    objective.to(device, memory_format=layout)
     modules = [backbone, objective]
     optimizer = make_optimizer(recipe.optim, modules)
-    return Trainee(backbone, objective, optimizer, trainable_parameters(modules))
+    scaler = torch.amp.GradScaler(device.type, enabled=recipe.train.precision == "fp16")
+    step = training_step(backbone, objective, recipe.train, here, device)
+    return Trainee(backbone, objective, optimizer, trainable_parameters(modules), step, scaler)
+
+
+def train_step(
+    trainee: Trainee, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """One optimiser step on a batch in ``[0, 1]``; return the objective's values.
+
+    The objective's forward runs under autocast in ``train.precision``; the losses come
+    back in fp32 (the losses cast their inputs). fp16 scales the loss, unscales the
+    gradients before clipping, and lets the scaler skip steps whose gradients overflowed.
+    Nothing here waits for the device (except fp16's scaler: torch's ``GradScaler`` reads
+    its overflow flag on the host each step; bf16 needs no scaler). A non-finite loss is
+    *not* checked here (its step goes ahead and spoils the weights in memory): the epoch's
+    :meth:`~hssl_cli.training.metrics.EpochMeter.divergence` catches it before any
+    checkpoint is written.
+    """
+    optimizer, scaler = trainee.optimizer, trainee.scaler
+    with autocast(images.device, recipe.train.precision):
+        values = trainee.step(images, labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(values["loss"]).backward()
+    if recipe.train.grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(trainee.parameters, recipe.train.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return values
 
 
 def train_epoch(
     trainee: Trainee,
     recipe: Recipe,
-    images: torch.Tensor,
-    labels: torch.Tensor,
+    source: BatchSource,
     epoch: int,
     step: int,
-    report: Callable[[str], None],
+    report: Callable[[int, str | None], None],
+    here: World = distributed.SINGLE,
 ) -> tuple[dict[str, Any], int]:
-    """One pass over the shuffled data in full batches; return the epoch's metrics record
-    and the new global step. ``report`` gets the progress text after each step."""
-    backbone, objective, optimizer = trainee.backbone, trainee.objective, trainee.optimizer
+    """One pass over the shuffled data in full global batches (this rank's rows of each);
+    return the epoch's metrics record (means over every rank) and the new global step.
+
+    ``report(steps, status)`` advances the progress by ``steps``; ``status`` is the new
+    progress text, given at most every :data:`STATUS_SECONDS` (None in between).
+
+    Raises :class:`TrainingDiverged` if a loss was NaN or infinite, naming the first such
+    step. The check reads the device, so it runs with the status (every
+    :data:`STATUS_SECONDS`, in a single process) and once more after the last step, before
+    the record is made: a diverged epoch never reaches the checkpoint, whose previous epoch
+    stays intact; up to :data:`STATUS_SECONDS` of steps may run on spoiled weights before
+    the run stops. With several ranks only the end-of-epoch check runs, on every rank at
+    once, so that all of them stop together.
+    """
+    backbone, objective = trainee.backbone, trainee.objective
     batch_size, epochs = recipe.train.batch_size, recipe.train.epochs
-    steps = steps_per_epoch(len(labels), batch_size)
+    layout = memory_format(recipe.train.channels_last)
+    steps = source.steps_per_epoch
     backbone.train()
     objective.train()
-    order = torch.randperm(
-        len(labels), generator=torch.Generator().manual_seed(recipe.seed * 10007 + epoch)
-    ).to(images.device)
     meter = EpochMeter(batch_size)
     rate = float("nan")
-    for batch_index in range(steps):
+    next_status = time.monotonic() + STATUS_SECONDS
+    for images, labels in source.epoch(epoch, here.rank, here.size):
         rate = learning_rate(recipe.optim, step, steps, epochs)
-        for group in optimizer.param_groups:
+        for group in trainee.optimizer.param_groups:
             group["lr"] = rate
-        indices = order[batch_index * batch_size : (batch_index + 1) * batch_size]
-        values = objective(backbone, images[indices].float().div_(255), labels[indices])
-        loss = values["loss"]
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at epoch {epoch + 1}, step {batch_index + 1}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if recipe.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(trainee.parameters, recipe.train.grad_clip)
-        optimizer.step()
+        batch = images.to(torch.float32, memory_format=layout).div_(255)
+        values = train_step(trainee, recipe, batch, labels)
         step += 1
         objective.after_step(backbone, step, epochs * steps)
         meter.add(values)
-        report(meter.status(loss))
+        status = None
+        if time.monotonic() >= next_status:
+            if here.size == 1:
+                _check_finite(meter, epoch)
+            status = meter.status()
+            next_status = time.monotonic() + STATUS_SECONDS
+        report(1, status)
+    _check_finite(meter, epoch, here)
+    meter.sums = distributed.mean_over_ranks(meter.sums)
     return meter.record(epoch + 1, step, rate), step
+
+
+def _check_finite(meter: EpochMeter, epoch: int, here: World = distributed.SINGLE) -> None:
+    diverged = meter.divergence()
+    if here.size > 1 and distributed.any_rank(diverged is not None) and diverged is None:
+        raise TrainingDiverged(f"loss became non-finite on another rank in epoch {epoch + 1}")
+    if diverged is not None:
+        at, loss = diverged
+        raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {at}")
 
 
 def pretrain(
@@ -161,43 +234,58 @@ def pretrain(
     quiet: bool = False,
 ) -> TrainResult:
     """Train ``recipe`` into ``out_dir``: a checkpoint, the training state and a metrics
-    line per epoch; with ``resume``, continue the run there from its last finished epoch."""
-    from hssl_cli.data import load_images
+    line per epoch; with ``resume``, continue the run there from its last finished epoch.
 
+    ``train.compile`` compiles the backbone's forward (``nn.Module.compile``: the weights
+    keep their names in checkpoints). fp16's loss scale is not part of the training state:
+    a resumed fp16 run starts from the initial scale and finds its level again within a
+    few (skipped) steps, so it is not bit-exact with an uninterrupted one.
+    """
+    from hssl_cli.data.batches import open_batches
+
+    here, device = distributed.start(device)
+    quiet = quiet or not here.is_main
     check_resumable(out_dir, recipe, resume)
+    distributed.local_batch_size(recipe.train.batch_size, here.size)
     seed_everything(recipe.seed)
-    train_set = load_images(recipe.data, "train")
+    source = open_batches(recipe.data, "train", recipe.train.batch_size, device, recipe.seed)
     epochs = recipe.train.epochs
-    steps = steps_per_epoch(len(train_set.labels), recipe.train.batch_size)
+    steps = source.steps_per_epoch
     resuming = resume and (out_dir / TRAIN_STATE_NAME).exists()
-    trainee = build_trainee(recipe, train_set, device, initialize=not resuming)
+    trainee = build_trainee(recipe, source, device, initialize=not resuming, here=here)
     start_epoch, step = 0, 0
     if resuming:
         start_epoch, step = restore_state(
             out_dir, trainee.backbone, trainee.objective, trainee.optimizer
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / RECIPE_NAME, recipe.to_yaml())
-    shapes = feature_shapes(trainee.backbone, train_set.images, device)
+    distributed.barrier()  # every rank has read the run folder before rank 0 writes to it
+    if here.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / RECIPE_NAME, recipe.to_yaml())
+    shapes = feature_shapes(trainee.backbone, source.head(2), device)
+    if recipe.train.compile and start_epoch < epochs:
+        trainee.backbone.compile()
 
-    images, labels = train_set.images.to(device), train_set.labels.to(device)
     last_loss = float("nan")
     with progress_bar(quiet) as progress:
         task = progress.add_task("pretrain", total=(epochs - start_epoch) * steps, status="")
         for epoch in range(start_epoch, epochs):
             description = f"epoch {epoch + 1}/{epochs}"
 
-            def report(status: str, description: str = description) -> None:
-                progress.update(task, advance=1, description=description, status=status)
+            def report(advance: int, status: str | None, description: str = description) -> None:
+                fields = {} if status is None else {"status": status}
+                progress.update(task, advance=advance, description=description, **fields)
 
             try:
-                record, step = train_epoch(trainee, recipe, images, labels, epoch, step, report)
+                record, step = train_epoch(trainee, recipe, source, epoch, step, report, here)
             except TrainingDiverged as err:
                 raise TrainingDiverged(
                     f"{err}; the last good checkpoint ({epoch} epochs) is intact in {out_dir}. "
                     "Lower optim.lr or set train.grad_clip"
                 ) from None
             last_loss = record["loss"]
+            if not here.is_main:
+                continue
             with deferred_interrupt():
                 save_state(
                     out_dir,
@@ -212,7 +300,8 @@ def pretrain(
                 append_metrics(out_dir, record)
             if not progress.disable:
                 progress.console.log(epoch_line(record, epochs))
-    if epochs == 0 and not resuming:
+    source.close()
+    if epochs == 0 and not resuming and here.is_main:
         save_checkpoint(
             out_dir / CHECKPOINT_NAME, trainee.backbone, trainee.objective, recipe, 0, shapes
         )

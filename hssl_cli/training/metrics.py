@@ -1,4 +1,5 @@
-"""What a run reports: per-step progress text and one ``metrics.jsonl`` record per epoch."""
+"""What a run reports: progress text every few seconds and one ``metrics.jsonl`` record per
+epoch."""
 
 from __future__ import annotations
 
@@ -14,27 +15,63 @@ from hssl_cli.run_files import METRICS_NAME
 
 
 class EpochMeter:
-    """Sums the objective's named values over an epoch's steps and times the epoch."""
+    """Sums the objective's named values over an epoch's steps and times the epoch.
+
+    The sums stay on the values' device (float64, so the mean is the one a host-side sum
+    of the per-step floats gives): :meth:`add` only queues additions and never waits for
+    the device. :meth:`status`, :meth:`divergence` and :meth:`record` read it, which is
+    why the trainer calls them every few seconds and once per epoch, not every step.
+    """
 
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
         self.steps = 0
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, torch.Tensor] = {}
+        self.last_loss: torch.Tensor | None = None
+        # The first step (1-based; 0: none yet) whose loss was not finite, and that loss.
+        self._bad_step: torch.Tensor | None = None
+        self._bad_loss: torch.Tensor | None = None
         self.started = time.perf_counter()
 
     def add(self, values: dict[str, torch.Tensor]) -> None:
-        for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(value.detach())
         self.steps += 1
+        for name, value in values.items():
+            value = torch.as_tensor(value).detach()
+            total = self.sums.get(name)
+            if total is None:
+                self.sums[name] = value.to(torch.float64, copy=True)
+            else:
+                total.add_(value)
+        loss = values["loss"].detach()
+        self.last_loss = loss
+        if self._bad_step is None:
+            self._bad_step = torch.zeros((), dtype=torch.long, device=loss.device)
+            self._bad_loss = torch.zeros((), dtype=torch.float32, device=loss.device)
+        assert self._bad_loss is not None
+        first = ~torch.isfinite(loss) & (self._bad_step == 0)
+        self._bad_step = torch.where(first, self.steps, self._bad_step)
+        self._bad_loss = torch.where(first, loss.float(), self._bad_loss)
 
-    def status(self, loss: torch.Tensor) -> str:
-        """The progress bar's text after a step: its loss and the epoch's speed so far."""
+    def divergence(self) -> tuple[int, float] | None:
+        """``(step, loss)`` of the epoch's first non-finite loss (step 1-based), or None.
+        Waits for the device."""
+        if self._bad_step is None or self._bad_loss is None:
+            return None
+        step = int(self._bad_step)
+        return (step, float(self._bad_loss)) if step else None
+
+    def status(self) -> str:
+        """The progress bar's text: the last step's loss and the epoch's speed so far.
+        Waits for the device (so the speed counts finished work only)."""
+        loss = float("nan") if self.last_loss is None else float(self.last_loss)
         speed = self.steps * self.batch_size / max(1e-9, time.perf_counter() - self.started)
-        return f"loss {float(loss.detach()):.4f}  {speed:,.0f} img/s"
+        return f"loss {loss:.4f}  {speed:,.0f} img/s"
 
     def record(self, epoch: int, step: int, lr: float) -> dict[str, Any]:
         """The epoch's ``metrics.jsonl`` line: epoch (1-based), global step, last learning
-        rate, wall time, throughput and the mean of every value the objective returned."""
+        rate, wall time, throughput and the mean of every value the objective returned.
+        Waits for the device (the epoch's time includes its last kernels)."""
+        means = {name: float(total) / self.steps for name, total in self.sums.items()}
         seconds = time.perf_counter() - self.started
         return {
             "epoch": epoch,
@@ -42,7 +79,7 @@ class EpochMeter:
             "lr": lr,
             "epoch_seconds": round(seconds, 4),
             "images_per_second": round(self.steps * self.batch_size / seconds, 2),
-            **{name: total / self.steps for name, total in self.sums.items()},
+            **means,
         }
 
 
