@@ -22,6 +22,11 @@ from hssl_cli.training import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("ddp_worker.py")
+# Adam turns a gradient that is rounding noise (VICReg's and BYOL's last projector bias, whose
+# loss does not depend on it; any near-zero entry) into a full-size step whose sign depends
+# on the summation order, which differs between one process and two. SGD keeps such
+# parameters where they are, so equal weights mean an equal computation.
+SGD = ["optim.name=sgd", "optim.lr=0.01"]
 TINY = [
     "data.limit_train=64",
     "train.batch_size=32",
@@ -29,19 +34,16 @@ TINY = [
     "model.widths=[4,8]",
     "method.projector_hidden_dim=32",
     "method.projector_out_dim=16",
+    *SGD,
 ]
 DIGITS = ["data.name=digits", "data.root=null", "data.image_size=null"]
-# VICReg's loss and BYOL's (through the predictor's batch norm) do not depend on the last
-# projector bias: its gradient is rounding noise, which Adam scales up to full-size steps
-# whose sign differs with the summation order. SGD keeps such a parameter where it is.
-SGD = ["optim.name=sgd", "optim.lr=0.01"]
 AUGMENT = "method.augment={crop_scale: [0.5, 1.0], hflip: 0.0, jitter: [0.4, 0.4, 0.0, 0.0]}"
 CASES = {
     "simclr": ("recipes/digits_rot4_simclr.yaml", []),
     "hssl_rotation": ("recipes/digits_rot4.yaml", ["method.augment=null"]),
     "hssl_augmented": ("recipes/digits_rot4.yaml", [AUGMENT]),
-    "vicreg": ("recipes/fashion_rot4_vicreg.yaml", [*DIGITS, *SGD]),
-    "byol": ("recipes/fashion_rot4_byol.yaml", [*DIGITS, *SGD, "method.predictor_hidden_dim=32"]),
+    "vicreg": ("recipes/fashion_rot4_vicreg.yaml", DIGITS),
+    "byol": ("recipes/fashion_rot4_byol.yaml", [*DIGITS, "method.predictor_hidden_dim=32"]),
 }
 
 
