@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from hssl_cli.data import DATASETS
+from hssl_cli.data import DATASETS, STREAMABLE
 from hssl_cli.groups import Group, check_group_name, get_group
 from hssl_cli.models import BACKBONE_CHECKS, BACKBONES
 from hssl_cli.objectives import PRETEXT_TASKS
@@ -106,13 +106,22 @@ class DataConfig(Section):
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     # imagefolder: decode the whole set into memory (true), stream it from disk through
     # DataLoader workers (false), or stream when the decoded set would not fit (auto).
-    in_memory: bool | Literal["auto"] = "auto"
+    in_memory: Literal["auto", True, False] = "auto"
     workers: StrictInt = Field(default=4, ge=0)
 
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, name: str) -> str:
         return check_registered("data set", name, DATASETS)
+
+    @model_validator(mode="after")
+    def _streams_only_folders(self) -> DataConfig:
+        if self.in_memory is False and self.name not in STREAMABLE:
+            raise ValueError(
+                f"data.in_memory=false streams only {', '.join(sorted(STREAMABLE))}; "
+                f"{self.name} is always loaded into memory: drop data.in_memory"
+            )
+        return self
 
 
 class ModelConfig(Section):
@@ -234,8 +243,8 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
     compile: bool = False  # torch.compile the backbone
-    # BatchNorm statistics over the global batch when several processes train (null: on
-    # exactly then); escnn's batch norms included.
+    # BatchNorm statistics over the global batch when several processes train (null or true:
+    # on; false: per process); escnn's batch norms included. No effect in one process.
     sync_batchnorm: bool | None = None
 
 

@@ -12,8 +12,6 @@ def plot_equivariance(report: dict[str, Any], path: Path, title: str) -> None:
     """Left: invariance error versus rotation angle. Right: per-layer error per group element."""
     import matplotlib
 
-    from hssl_cli.equivariance import EXACT_THRESHOLD
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -53,12 +51,9 @@ def plot_equivariance(report: dict[str, Any], path: Path, title: str) -> None:
         layer_axis.bar(positions, heights, width=width, label=element)
     layer_axis.set_xticks(range(len(layers)), [layer["name"] for layer in layers], rotation=45)
     layer_axis.set_yscale("log")
+    threshold = report["exact_threshold"]  # the measuring precision's rounding level
     layer_axis.axhline(
-        EXACT_THRESHOLD,
-        color="black",
-        linewidth=0.8,
-        linestyle="--",
-        label=f"{EXACT_THRESHOLD:g}",
+        threshold, color="black", linewidth=0.8, linestyle="--", label=f"{threshold:g}"
     )
     layer_axis.set_xlabel("layer")
     layer_axis.set_ylabel("relative equivariance error")

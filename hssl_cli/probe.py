@@ -29,9 +29,10 @@ def probe_checkpoint(
     check_precision(device, chosen, "--precision")
     backbone = load_backbone(checkpoint, str(path)).to(device)
     size, cpu = recipe.probe.batch_size, torch.device("cpu")
-    # Streamed or in memory as data.in_memory says; batches reach the device in extraction.
-    train_set = open_batches(recipe.data, "train", size, cpu)
-    test_set = open_batches(recipe.data, "test", size, cpu)
+    # Streamed or in memory as data.in_memory says; an in-memory split stays on the CPU and
+    # only its batches go to the device (pinned, when streamed to CUDA).
+    train_set = open_batches(recipe.data, "train", size, device, storage=cpu)
+    test_set = open_batches(recipe.data, "test", size, device, storage=cpu)
     if list(train_set.image_shape) != checkpoint.input_shape:
         raise HsslUserError(
             f"the probe data's images are {list(train_set.image_shape)} but the model was "

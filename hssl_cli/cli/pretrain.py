@@ -5,12 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from hssl_cli.cli.options import DeviceOption, QuietOption, RecipeOption, SetOption, report_errors
 from hssl_cli.errors import HsslUserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from hssl_cli.config import Recipe
 
 
 @report_errors
@@ -41,27 +46,30 @@ def pretrain(
 
     resolved = load_recipe(recipe, overrides)  # a bad recipe fails here, once, not per rank
     out_dir = out or Path("runs") / recipe.stem
+    from hssl_cli import distributed
+    from hssl_cli.training import pretrain as run_pretrain
+    from hssl_cli.training import select_device
+
     if nproc > 1:
+        check_launch(resolved, out_dir, select_device(device), nproc, resume)
         command = [*torchrun_command(nproc), "pretrain", "--recipe", str(recipe)]
         command += ["--out", str(out_dir), "--device", device]
         command += [f"--set={text}" for text in overrides or []]
         command += ["--resume"] * resume + ["--quiet"] * quiet
-        raise typer.Exit(subprocess.call(command))
-
-    from hssl_cli import distributed
-    from hssl_cli.training import pretrain as run_pretrain
-    from hssl_cli.training import select_device
+        launch = subprocess.Popen(command)
+        try:
+            raise typer.Exit(launch.wait())
+        except KeyboardInterrupt:
+            launch.wait()  # torchrun got the Ctrl-C too and stops every rank
+            print(resume_hint(recipe, out_dir), file=sys.stderr)
+            raise typer.Exit(130) from None
 
     try:
         result = run_pretrain(resolved, out_dir, select_device(device), resume=resume, quiet=quiet)
         here = distributed.world()  # before the process group is gone
     except KeyboardInterrupt:
         if distributed.world().is_main:
-            print(
-                f"interrupted: {out_dir / CHECKPOINT_NAME} holds the last finished epoch; "
-                f"continue with: hssl pretrain --recipe {recipe} --out {out_dir} --resume",
-                file=sys.stderr,
-            )
+            print(resume_hint(recipe, out_dir), file=sys.stderr)
         raise typer.Exit(130) from None
     finally:
         distributed.stop()
@@ -72,15 +80,40 @@ def pretrain(
         )
 
 
+def resume_hint(recipe: Path, out_dir: Path) -> str:
+    from hssl_cli.run_files import CHECKPOINT_NAME
+
+    return (
+        f"interrupted: {out_dir / CHECKPOINT_NAME} holds the last finished epoch; "
+        f"continue with: hssl pretrain --recipe {recipe} --out {out_dir} --resume"
+    )
+
+
+def check_launch(
+    recipe: Recipe, out_dir: Path, device: torch.device, nproc: int, resume: bool
+) -> None:
+    """What every rank would refuse, refused once before torchrun starts them."""
+    import torch
+
+    from hssl_cli.distributed import local_batch_size
+    from hssl_cli.runtime import check_precision
+    from hssl_cli.training.state import check_resumable
+
+    local_batch_size(recipe.train.batch_size, nproc)
+    check_resumable(out_dir, recipe, resume)
+    check_precision(device, recipe.train.precision, "train.precision")
+    if device.type == "cuda" and nproc > torch.cuda.device_count():
+        raise HsslUserError(
+            f"--nproc {nproc} but {torch.cuda.device_count()} GPUs are visible; "
+            "use at most one process per GPU"
+        )
+
+
 def torchrun_command(nproc: int) -> list[str]:
     """torchrun for ``nproc`` processes on this machine, running ``python -m hssl_cli``."""
-    if distributed_launch_running():
+    from hssl_cli.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():
         raise HsslUserError("--nproc inside a torchrun launch; drop --nproc (torchrun set it)")
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     return [*launcher, f"--nproc_per_node={nproc}", "-m", "hssl_cli"]
-
-
-def distributed_launch_running() -> bool:
-    from hssl_cli.distributed import launched_by_torchrun
-
-    return launched_by_torchrun()

@@ -49,6 +49,9 @@ DATASETS: dict[str, Loader] = {
     "npz": _lazy("npz", "load_npz"),
 }
 
+# Data sets that can be streamed from disk (data.in_memory); the others are always loaded.
+STREAMABLE = frozenset({"imagefolder"})
+
 
 # Image shape (channels, height, width) each data set yields before data.image_size, so a
 # model can be built without the data (random-noise inputs). None: only the files know.

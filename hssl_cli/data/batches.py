@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from hssl_cli.data import STREAMABLE
 from hssl_cli.data._common import check_split, fixed_subset
 from hssl_cli.data.image_set import ImageSet
 from hssl_cli.errors import HsslUserError
@@ -40,8 +41,6 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 # data.in_memory: auto streams a split whose decoded uint8 images would take more than this
 # share of the machine's physical memory.
 STREAM_ABOVE_RAM_FRACTION = 0.25
-# Data sets that can be streamed from disk; the others are always loaded into memory.
-STREAMABLE = frozenset({"imagefolder"})
 # Batch size of the pass that computes channel statistics when streaming (any size gives the
 # same statistics: they are exact integer sums).
 STATS_BATCH = 64
@@ -85,8 +84,6 @@ def should_stream(config: DataConfig, decoded_bytes: int) -> bool:
 
 class BatchSource(ABC):
     """One split, served in batches on ``device``; see the module docstring for the order."""
-
-    streaming: bool = False
 
     def __init__(
         self,
@@ -224,8 +221,6 @@ class _Plan(Sampler[list[int]]):
 class StreamingBatches(BatchSource):
     """An image folder's split decoded batch by batch in ``workers`` DataLoader processes."""
 
-    streaming = True
-
     def __init__(
         self,
         folder: FolderSplit,
@@ -341,16 +336,3 @@ def open_batches(
     else:
         data = load_images(config, split)
     return InMemoryBatches(data, batch_size, device, seed, storage)
-
-
-def ordered_batches(
-    config: DataConfig, split: str, batch_size: int, device: torch.device
-) -> Iterator[Batch]:
-    """Every image of ``split`` in file order, in batches of ``batch_size`` on ``device`` (the
-    last one partial), in memory or streamed as ``data.in_memory`` says; for feature extraction.
-    An in-memory split stays on the CPU and moves one batch at a time."""
-    source = open_batches(config, split, batch_size, device, storage=torch.device("cpu"))
-    try:
-        yield from source.ordered(batch_size)
-    finally:
-        source.close()

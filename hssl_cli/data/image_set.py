@@ -25,3 +25,9 @@ class ImageSet:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)``, as a :class:`~hssl_cli.data.batches.BatchSource` reports it."""
+        channels, height, width = self.images.shape[1:]
+        return (int(channels), int(height), int(width))

@@ -53,11 +53,7 @@ DECODE_BATCH = 64
 
 # torchvision 0.29 deprecates its image codecs in favour of TorchCodec and warns on every call;
 # they still work, and PIL takes over here (see decode_file) once they are gone.
-warnings.filterwarnings(
-    "ignore",
-    message="The image decoding and encoding capabilities of TorchVision",
-    category=DeprecationWarning,
-)
+CODEC_DEPRECATION = "The image decoding and encoding capabilities of TorchVision"
 
 
 @dataclass
@@ -135,7 +131,9 @@ def decode_file(path: str, channels: int, height: int, width: int) -> torch.Tens
     if _HAS_TORCHVISION_IO and Path(path).suffix.lower() in _TORCHVISION_EXTENSIONS:
         mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
         try:
-            image = decode_image(read_file(path), mode=mode)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", CODEC_DEPRECATION, DeprecationWarning)
+                image = decode_image(read_file(path), mode=mode)
         except RuntimeError:
             image = None  # PIL gets a second try, and names the file if it fails too
         if image is not None and (image.dtype != torch.uint8 or image.shape[0] != channels):

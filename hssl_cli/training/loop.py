@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,9 +94,7 @@ class Trainee:
     # What a step calls: objective(backbone, ...) as one module, under DDP with several ranks.
     step: nn.Module
     # fp16's loss scaling; a disabled scaler (every other precision) passes calls through.
-    scaler: torch.amp.GradScaler = field(
-        default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False)
-    )
+    scaler: torch.amp.GradScaler
 
 
 def build_trainee(
@@ -118,13 +116,7 @@ def build_trainee(
     from hssl_cli.objectives import build_objective
 
     check_precision(device, recipe.train.precision, "train.precision")
-    from hssl_cli.data.batches import BatchSource
-
-    if isinstance(train_set, BatchSource):
-        channels = train_set.image_shape[0]
-    else:
-        channels = train_set.images.shape[1]
-    backbone = build_backbone(recipe.model, channels, initialize=initialize)
+    backbone = build_backbone(recipe.model, train_set.image_shape[0], initialize=initialize)
     backbone.set_normalization(*channel_stats(train_set))
     objective = build_objective(recipe.method, backbone)
     layout = memory_format(recipe.train.channels_last)

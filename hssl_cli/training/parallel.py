@@ -31,11 +31,6 @@ class TrainStep(nn.Module):
         return self.objective(self.backbone, images, labels)
 
 
-def syncs_batch_norm(config: TrainConfig, here: World) -> bool:
-    """``train.sync_batchnorm``, on by default exactly when several processes train."""
-    return here.size > 1 if config.sync_batchnorm is None else config.sync_batchnorm
-
-
 def training_step(
     backbone: nn.Module,
     objective: nn.Module,
@@ -47,8 +42,10 @@ def training_step(
 
     Batch norms are converted in place (the same parameters), so the optimiser, the
     checkpoint and a BYOL target keep referring to ``backbone`` and ``objective``.
+    ``train.sync_batchnorm`` (default: on) matters only with several processes: one process
+    already normalises over its whole batch.
     """
-    if syncs_batch_norm(config, here) and here.size > 1:
+    if here.size > 1 and config.sync_batchnorm is not False:
         synchronise_batch_norms(backbone, device)
         synchronise_batch_norms(objective, device)
     step = TrainStep(backbone, objective)

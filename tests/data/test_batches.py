@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pydantic import ValidationError
 
 from hssl_cli.config import DataConfig
 from hssl_cli.data import batches as batches_module
@@ -16,7 +17,6 @@ from hssl_cli.data.batches import (
     InMemoryBatches,
     StreamingBatches,
     open_batches,
-    ordered_batches,
     rank_rows,
 )
 from hssl_cli.errors import HsslUserError
@@ -138,7 +138,7 @@ def test_ordered_batches_cover_the_split_in_order(folder: Path) -> None:
     data = load_images(config(folder), "test")
     for in_memory in (True, False):
         flag = config(folder, in_memory=in_memory, workers=0)
-        batches = list(ordered_batches(flag, "test", 4, CPU))
+        batches = list(open_batches(flag, "test", 4, CPU, storage=CPU).ordered())
         assert [len(labels) for _, labels in batches] == [4, 4, 1]  # the last one partial
         assert torch.equal(torch.cat([images for images, _ in batches]), data.images)
         assert torch.equal(torch.cat([labels for _, labels in batches]), data.labels)
@@ -164,9 +164,11 @@ def test_auto_streams_above_the_memory_share(folder: Path, monkeypatch: pytest.M
     assert isinstance(open_batches(auto, "train", BATCH, CPU), InMemoryBatches)
     monkeypatch.setattr(batches_module, "STREAM_ABOVE_RAM_FRACTION", 1e-12)
     assert isinstance(open_batches(auto, "train", BATCH, CPU), StreamingBatches)
-    # Only image folders stream; the others stay in memory whatever data.in_memory says.
-    digits = DataConfig(in_memory=False, limit_train=64)
+    # Only image folders stream: the others stay in memory, and asking them to stream is refused.
+    digits = DataConfig(in_memory="auto", limit_train=64)
     assert isinstance(open_batches(digits, "train", BATCH, CPU), InMemoryBatches)
+    with pytest.raises(ValidationError, match="streams only imagefolder"):
+        DataConfig(in_memory=False, limit_train=64)
 
 
 def test_rank_rows_and_too_small_a_split(memory: InMemoryBatches) -> None:
