@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -42,6 +43,11 @@ def check_registered(kind: str, name: str, registry: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(name), known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise ValueError(f"unknown {kind} {name!r}; {hint}known: {', '.join(known)}")
+
+
+def registered(kind: str, registry: Iterable[str]) -> AfterValidator:
+    """A field validator: the value must be a name in ``registry`` (see check_registered)."""
+    return AfterValidator(lambda name: check_registered(kind, name, registry))
 
 
 def error_key(error: dict[str, Any]) -> list[str]:
@@ -95,7 +101,7 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    name: str = "digits"
+    name: Annotated[str, registered("data set", DATASETS)] = "digits"
     root: str | None = None
     download: bool = False
     image_size: StrictInt | None = Field(default=None, gt=0)
@@ -109,11 +115,6 @@ class DataConfig(Section):
     in_memory: Literal["auto", True, False] = "auto"
     workers: StrictInt = Field(default=4, ge=0)
 
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        return check_registered("data set", name, DATASETS)
-
     @model_validator(mode="after")
     def _streams_only_folders(self) -> DataConfig:
         if self.in_memory is False and self.name not in STREAMABLE:
@@ -125,7 +126,7 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    backbone: str = "cnn"
+    backbone: Annotated[str, registered("backbone", BACKBONES)] = "cnn"
     group: str = "rot4"
     structure: Literal["equivariant", "unstructured"] = "equivariant"
     widths: list[StrictInt] = Field(default_factory=lambda: [8, 16, 32], min_length=1)
@@ -142,11 +143,6 @@ class ModelConfig(Section):
     def _known_group(cls, name: str) -> str:
         check_group_name(name)
         return name
-
-    @field_validator("backbone")
-    @classmethod
-    def _known_backbone(cls, name: str) -> str:
-        return check_registered("backbone", name, BACKBONES)
 
     @model_validator(mode="after")
     def _backbone_accepts(self) -> ModelConfig:
@@ -488,7 +484,7 @@ class EsslConfig(OptionalAugmentFields):
     """E-SSL: transformation prediction alone or added to any base method (``base_method``)."""
 
     name: Literal["essl"] = "essl"
-    task: str = "rotation4"
+    task: Annotated[str, registered("pretext task", PRETEXT_TASKS)] = "rotation4"
     weight: float = Field(default=1.0, ge=0)
     label_sampling: Literal["all", "random"] = "all"
     crop_size: StrictInt | None = Field(default=None, ge=2)
@@ -499,11 +495,6 @@ class EsslConfig(OptionalAugmentFields):
     explaining_away: Literal["none", "add", "eliminate"] = "none"
     class_weight: float = Field(default=1.0, ge=0)
     class_count: StrictInt = Field(default=10, ge=2)
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, task: str) -> str:
-        return check_registered("pretext task", task, PRETEXT_TASKS)
 
     @model_validator(mode="before")
     @classmethod
