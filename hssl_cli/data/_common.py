@@ -13,8 +13,8 @@ from hssl_cli.data.image_set import SUBSET_SEED, ImageSet
 from hssl_cli.errors import HsslUserError
 
 _RESIZE_CHUNK = 2048
-# Channel sums convert at most this many uint8 values to int64 at a time (32 MiB).
-_SUM_CHUNK_VALUES = 1 << 22
+# Channel sums count at most this many values of one channel at a time (see ChannelSums).
+_COUNT_CHUNK_VALUES = 1 << 18
 
 
 def check_split(split: str) -> None:
@@ -89,37 +89,61 @@ def fixed_subset(count: int, keep: int) -> torch.Tensor | None:
 
 
 class ChannelSums:
-    """Exact integer per-channel sums of pixel values and their squares, so statistics do not
-    depend on how the images are chunked (in memory or streamed in batches)."""
+    """Exact per-channel sums of pixel values and their squares, so statistics do not depend on
+    how the images are chunked (in memory or streamed in batches).
+
+    Batches are counted into a 256-bin histogram per channel, a few images at a time, so every
+    temporary stays small. (Converting whole chunks to int64 made tens of MiB allocations
+    under glibc's largest dynamic mmap threshold; over a streamed pass they fragmented the
+    heap until the process held about the decoded size of the split, which DataLoader
+    workers forked afterwards then shared: ``benchmarks/streaming_memory.py``.)
+    """
 
     def __init__(self) -> None:
-        self.total: list[int] = []
-        self.squares: list[int] = []
+        self.histogram: torch.Tensor | None = None  # int64 [C, 256]
         self.pixels = 0
 
     def add(self, images: torch.Tensor) -> None:
-        """Add a uint8 [n, C, H, W] batch, converting a bounded chunk to int64 at a time."""
+        """Add a uint8 [n, C, H, W] batch."""
         if images.shape[0] == 0:
             return
-        if not self.total:
-            self.total = [0] * images.shape[1]
-            self.squares = [0] * images.shape[1]
-        per_image = images[0].numel()
-        for chunk in images.split(max(1, _SUM_CHUNK_VALUES // per_image)):
-            values = chunk.to(torch.int64)
-            sums = values.sum(dim=(0, 2, 3)).tolist()
-            squares = values.mul_(values).sum(dim=(0, 2, 3)).tolist()
-            self.total = [a + b for a, b in zip(self.total, sums, strict=True)]
-            self.squares = [a + b for a, b in zip(self.squares, squares, strict=True)]
-        self.pixels += images.shape[0] * images.shape[2] * images.shape[3]
+        per_image = images.shape[2] * images.shape[3]
+        for part in images.split(max(1, _COUNT_CHUNK_VALUES // per_image)):
+            counts = torch.stack(
+                [
+                    torch.bincount(part[:, channel].reshape(-1), minlength=256)
+                    for channel in range(part.shape[1])
+                ]
+            ).cpu()
+            self.histogram = counts if self.histogram is None else self.histogram + counts
+        self.pixels += images.shape[0] * per_image
+
+    @property
+    def total(self) -> list[int]:
+        """Per-channel sum of pixel values (exact Python integers)."""
+        return self._moment(1)
+
+    @property
+    def squares(self) -> list[int]:
+        """Per-channel sum of squared pixel values (exact Python integers)."""
+        return self._moment(2)
+
+    def _moment(self, power: int) -> list[int]:
+        if self.histogram is None:
+            return []
+        return [
+            sum(count * value**power for value, count in enumerate(row))
+            for row in self.histogram.tolist()
+        ]
 
     def mean_std(self) -> tuple[list[float], list[float]]:
         """Mean and (population) std in [0, 1] units, from the exact sums."""
         count = self.pixels
-        mean = [total / (255 * count) for total in self.total]
+        totals, squares = self.total, self.squares
+        mean = [total / (255 * count) for total in totals]
         std = [
-            math.sqrt((count * squares - total * total) / (255 * 255 * count * count))
-            for total, squares in zip(self.total, self.squares, strict=True)
+            math.sqrt((count * square - total * total) / (255 * 255 * count * count))
+            for total, square in zip(totals, squares, strict=True)
         ]
         return mean, std
 
