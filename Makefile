@@ -21,13 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 	  fi; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --no-compile --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet --no-compile -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet --no-compile -c constraints.txt -e '.[test,tensorboard]'
 	touch $(STAMP)
 
 demo: install
 	rm -rf runs/demo
 	$(BIN)/hssl pretrain --recipe recipes/digits_rot4.yaml --out runs/demo
-	$(BIN)/hssl linear-probe runs/demo/checkpoint.safetensors
+	$(BIN)/hssl linear-probe runs/demo/checkpoint.safetensors --baseline
 	$(BIN)/hssl inspect-equivariance runs/demo/checkpoint.safetensors --plot runs/demo/equivariance.png
 
 lint: install

@@ -1,17 +1,17 @@
-"""Do the orderings of METHODS §8 hold at small scale? One table, one verdict per ordering.
+"""Do the orderings of docs/methods.md hold at small scale? One table, one verdict per ordering.
 
 Runs the CPU-sized recipes behind orderings 1, 2, 3, 5, 6, 7 and 8 over several seeds
 on Fashion-MNIST (pretrain, then linear probe), prints linear-probe top-1 mean ± std per
 run (invariant | full features) and, per ordering, whether it holds. Differences under
-``--noise`` points (2 by default, METHODS §6) count as ties. The runs execute through
-``hssl ablate``'s runner (one named axis, in this process), so the benchmark resumes the
-same way: a finished run's ``probe.json`` is reused.
+``--noise`` points (2 by default; docs/methods.md, Evaluation) count as ties. The runs
+execute through ``hssl ablate``'s runner (one named axis, in this process), so the
+benchmark resumes the same way: a finished run's ``probe.json`` is reused.
 
 Which feature each ordering reads. A C4 model's "invariant" feature is group-pooled, so
 blind to orientation, which Fashion-MNIST's labels use (shoes point one way), while a
 plain CNN's is only spatially pooled: comparing them across architectures measures
 pooling, not learning. So comparisons within one architecture (1, 3, 5, 6, 8) read the
-invariant feature as METHODS §6 asks, ordering 7 (C4 against plain) reads the full
+invariant feature (docs/methods.md, Evaluation), ordering 7 (C4 against plain) reads the full
 feature (spatially pooled, group axis kept: what a plain ResNet's probe sees), and
 ordering 2 compares each architecture's gain over its own random-init encoder.
 

@@ -2,7 +2,7 @@
 rotations), on the same backbone and batch, measured side by side in one run.
 
 H-SSL reads both views from the fibers of one forward pass; SimCLR needs two. The
-printed ratio is what METHODS §8 ordering 1 calls "about half the epoch time".
+printed ratio is what ordering 1 of docs/methods.md calls "about half the time".
 
     python benchmarks/step_time.py [--recipe recipes/digits_rot4_theory.yaml] [--steps 30]
 """

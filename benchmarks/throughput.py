@@ -349,19 +349,10 @@ class MultiViewSimclr(nn.Module):
 
 
 def export_body(bench: Bench, name: str) -> nn.Module:
-    """The escnn body of backbone ``name`` as plain torch modules (escnn's ``export()``), from
-    a twin built with the same weights (``export`` switches modules to eval mode, and the
-    ResNet's containers are rebuilt in place)."""
-    from escnn import nn as enn
-
-    def exported(module: nn.Module) -> nn.Module:
-        if isinstance(module, enn.PointwiseAvgPool2D):  # escnn has no export() for it
-            return nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode)
-        if isinstance(module, enn.EquivariantModule):
-            return module.export()
-        for child_name, child in list(module.named_children()):
-            setattr(module, child_name, exported(child))
-        return module
+    """The body of backbone ``name`` as plain torch modules (``hssl export``'s conversion, through
+    escnn's ``export()``), from a twin built with the same weights (``export`` switches modules
+    to eval mode)."""
+    from hssl_cli.export import export_backbone
 
     live = bench.built[name].backbone
     twin = build_backbone(bench.built[name].config, 3, initialize=False).to(bench.device)
@@ -369,9 +360,7 @@ def export_body(bench: Bench, name: str) -> nn.Module:
     with torch.no_grad():
         for key, tensor in tensors(twin).items():
             tensor.copy_(weights[key])
-    twin.eval()
-    body = twin.layers if hasattr(twin, "layers") else twin.body
-    return exported(body).eval()
+    return export_backbone(twin)[1].network
 
 
 def eval_sides(
@@ -459,7 +448,7 @@ def escnn_against_plain(bench: Bench, equivariant: str, plain: str) -> list[dict
     evaluation = ratio(
         f"escnn {args.group} {label} / plain twin, eval forward",
         "eval mode, no grad, fp32, the backbone's feature map; 'exported' is the escnn body "
-        "after escnn's export() to plain torch modules",
+        "as hssl export writes it (escnn's export() to plain torch modules)",
         times,
         "escnn",
         "plain",

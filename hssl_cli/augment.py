@@ -3,7 +3,7 @@
 Every sample draws its own parameters, but each operation is one tensor op for
 the whole batch (no per-image Python loop), so augmentation keeps up with a
 GPU. Parameters are sampled and applied separately: a method can log, re-apply
-or predict them (EquiMod, METHODS §5).
+or predict them (EquiMod: Devillers & Lefort, ICLR 2023; docs/methods.md, EquiMod).
 """
 
 from __future__ import annotations

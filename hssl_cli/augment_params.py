@@ -1,4 +1,4 @@
-"""Augmentations as explicit parameter vectors, for methods that predict them (EquiMod, METHODS §5).
+"""Augmentations as explicit parameter vectors, for methods that predict them (EquiMod).
 
 EquiMod feeds its predictor the parameters of each view's augmentation. A row
 of the vector describes one image; its columns, in ``parameter_layout`` order:

@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from hssl_cli.data import DATASETS, STREAMABLE
-from hssl_cli.groups import Group, check_group_name, get_group
+from hssl_cli.groups import GROUP_NAME_HELP, Group, check_group_name, get_group
 from hssl_cli.models import BACKBONE_CHECKS, BACKBONES
 from hssl_cli.objectives import PRETEXT_TASKS
 
@@ -101,19 +101,42 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    name: Annotated[str, registered("data set", DATASETS)] = "digits"
-    root: str | None = None
-    download: bool = False
-    image_size: StrictInt | None = Field(default=None, gt=0)
-    path: str | None = None
-    test_path: str | None = None
-    limit_train: StrictInt | None = Field(default=None, gt=0)
-    limit_test: StrictInt | None = Field(default=None, gt=0)
-    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    # imagefolder: decode the whole set into memory (true), stream it from disk through
-    # DataLoader workers (false), or stream when the decoded set would not fit (auto).
-    in_memory: Literal["auto", True, False] = "auto"
-    workers: StrictInt = Field(default=4, ge=0)
+    name: Annotated[str, registered("data set", DATASETS)] = Field(
+        "digits", description=f"The data set: {', '.join(sorted(DATASETS))}."
+    )
+    root: str | None = Field(
+        None, description="Folder holding the data set's files (torchvision sets, imagefolder)."
+    )
+    download: bool = Field(
+        False, description="Let torchvision download a missing data set into data.root."
+    )
+    image_size: StrictInt | None = Field(
+        default=None, gt=0, description="Resize images to this side in pixels; null: native."
+    )
+    path: str | None = Field(None, description="npz: the .npz file with x (images), y (labels).")
+    test_path: str | None = Field(
+        None, description="npz: a separate test .npz; null splits data.path (test_fraction)."
+    )
+    limit_train: StrictInt | None = Field(
+        default=None, gt=0, description="Train on a fixed random subset this large; null: all."
+    )
+    limit_test: StrictInt | None = Field(
+        default=None, gt=0, description="Test on a fixed random subset this large; null: all."
+    )
+    test_fraction: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description="digits, npz without test_path: the share held out for testing (stratified).",
+    )
+    in_memory: Literal["auto", True, False] = Field(
+        "auto",
+        description="imagefolder: decode into memory (true), stream from disk (false), "
+        "or stream when it would not fit (auto).",
+    )
+    workers: StrictInt = Field(
+        default=4, ge=0, description="imagefolder: DataLoader processes that decode images."
+    )
 
     @model_validator(mode="after")
     def _streams_only_folders(self) -> DataConfig:
@@ -126,17 +149,34 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    backbone: Annotated[str, registered("backbone", BACKBONES)] = "cnn"
-    group: str = "rot4"
-    structure: Literal["equivariant", "unstructured"] = "equivariant"
-    widths: list[StrictInt] = Field(default_factory=lambda: [8, 16, 32], min_length=1)
-    convs_per_stage: StrictInt = Field(default=1, ge=1)
-    kernel_size: StrictInt = Field(default=3, ge=1)
-    group_pool: Literal["max", "mean"] = "max"
-    # ResNet-sized backbones: match ResNet-18's parameters or its activations, scaled by
-    # width_multiplier (tiny test models); see hssl_cli/models/equivariant_resnet.py.
-    resnet_width: Literal["params", "activations"] = "params"
-    width_multiplier: float = Field(default=1.0, gt=0)
+    backbone: Annotated[str, registered("backbone", BACKBONES)] = Field(
+        "cnn", description=f"The backbone: {', '.join(sorted(BACKBONES))}."
+    )
+    group: str = Field("rot4", description=f"The symmetry group: {GROUP_NAME_HELP}.")
+    structure: Literal["equivariant", "unstructured"] = Field(
+        "equivariant",
+        description="escnn layers (equivariant) or plain ones of the same shapes (the control).",
+    )
+    widths: list[StrictInt] = Field(
+        default_factory=lambda: [8, 16, 32],
+        min_length=1,
+        description="cnn: regular fields per stage (channels = width x |G|).",
+    )
+    convs_per_stage: StrictInt = Field(
+        default=1, ge=1, description="cnn: convolutions (each with batch norm, ReLU) per stage."
+    )
+    kernel_size: StrictInt = Field(default=3, ge=1, description="Convolution kernel side (odd).")
+    group_pool: Literal["max", "mean"] = Field(
+        "max", description="How the invariant features pool the group axis."
+    )
+    # See hssl_cli/models/equivariant_resnet.py.
+    resnet_width: Literal["params", "activations"] = Field(
+        "params",
+        description="e2resnet18: match ResNet-18's parameter count or its activations per stage.",
+    )
+    width_multiplier: float = Field(
+        default=1.0, gt=0, description="ResNet backbones: scale every stage's width."
+    )
 
     @field_validator("group")
     @classmethod
@@ -167,13 +207,24 @@ class ModelConfig(Section):
 class AugmentConfig(Section):
     """Base (non-group) augmentations, SimCLR's CIFAR pipeline by default (Chen et al. 2020)."""
 
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = Field(default=0.5, ge=0, le=1)
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
-    jitter_p: float = Field(default=0.8, ge=0, le=1)
-    grayscale: float = Field(default=0.2, ge=0, le=1)
-    group_element: bool = False
+    crop_scale: tuple[float, float] = Field(
+        (0.2, 1.0), description="Random resized crop: the range of its area (share of the image)."
+    )
+    crop_ratio: tuple[float, float] = Field(
+        (3 / 4, 4 / 3), description="Random resized crop: the range of its aspect ratio."
+    )
+    hflip: float = Field(default=0.5, ge=0, le=1, description="Probability of a horizontal flip.")
+    jitter: tuple[float, float, float, float] = Field(
+        (0.4, 0.4, 0.4, 0.1),
+        description="Colour jitter strengths: brightness, contrast, saturation, hue.",
+    )
+    jitter_p: float = Field(default=0.8, ge=0, le=1, description="Probability of colour jitter.")
+    grayscale: float = Field(
+        default=0.2, ge=0, le=1, description="Probability of turning a colour image grey."
+    )
+    group_element: bool = Field(
+        False, description="Transform each view by a random element of model.group."
+    )
 
     @field_validator("crop_scale")
     @classmethod
@@ -192,12 +243,20 @@ class ExtendedAugmentConfig(AugmentConfig):
     ``AugmentConfig`` has it.
     """
 
-    jitter_order: Literal["fixed", "random"] = "fixed"
-    blur: float = Field(default=0.0, ge=0, le=1)
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel_size: StrictInt | None = Field(default=None, ge=1)
-    solarize: float = Field(default=0.0, ge=0, le=1)
-    solarize_threshold: float = Field(default=0.5, ge=0, le=1)
+    jitter_order: Literal["fixed", "random"] = Field(
+        "fixed", description="Colour jitter's order: fixed, or random per image (torchvision's)."
+    )
+    blur: float = Field(default=0.0, ge=0, le=1, description="Probability of a Gaussian blur.")
+    blur_sigma: tuple[float, float] = Field(
+        (0.1, 2.0), description="The range of the blur's standard deviation, in pixels."
+    )
+    blur_kernel_size: StrictInt | None = Field(
+        default=None, ge=1, description="Blur kernel side (odd); null: about 10% of the image."
+    )
+    solarize: float = Field(default=0.0, ge=0, le=1, description="Probability of solarization.")
+    solarize_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="Solarization inverts pixels at or above this."
+    )
 
     @field_validator("blur_sigma")
     @classmethod
@@ -218,38 +277,79 @@ class ExtendedAugmentConfig(AugmentConfig):
 
 
 class OptimConfig(Section):
-    name: Literal["sgd", "adamw"] = "adamw"
-    lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=1e-4, ge=0)
-    # Weight decay on BatchNorm/LayerNorm and bias parameters (off, as in solo-learn and
-    # lightly; true restores hssl 0.1's behaviour, which decayed every parameter).
-    decay_norm_and_bias: bool = False
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    warmup_epochs: float = Field(default=0.0, ge=0)
-    min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
+    name: Literal["sgd", "adamw"] = Field("adamw", description="The optimiser.")
+    lr: float = Field(
+        default=1e-3, gt=0, description="Peak learning rate (linear warm-up, then cosine decay)."
+    )
+    weight_decay: float = Field(default=1e-4, ge=0, description="Weight decay.")
+    # Off as in solo-learn and lightly; true restores hssl 0.1's behaviour.
+    decay_norm_and_bias: bool = Field(
+        False, description="Decay norm-layer and bias parameters too."
+    )
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="sgd: momentum.")
+    warmup_epochs: float = Field(
+        default=0.0, ge=0, description="Epochs of linear learning-rate warm-up (may be fractional)."
+    )
+    min_lr_ratio: float = Field(
+        default=0.0, ge=0, le=1, description="The cosine decay ends at this share of optim.lr."
+    )
 
 
 class TrainConfig(Section):
-    epochs: StrictInt = Field(default=10, ge=0)  # 0 saves the random-init encoder (a baseline)
-    # The global batch: with N processes each takes batch_size / N, so a recipe means the
-    # same on one device or eight.
-    batch_size: StrictInt = Field(default=128, ge=2)
-    grad_clip: float | None = Field(default=None, gt=0)
-    # Autocast precision of the forward pass; losses are computed in fp32 whatever it is.
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    channels_last: bool = False
-    compile: bool = False  # torch.compile the backbone
-    # BatchNorm statistics over the global batch when several processes train (null or true:
-    # on; false: per process); escnn's batch norms included. No effect in one process.
-    sync_batchnorm: bool | None = None
+    epochs: StrictInt = Field(
+        default=10, ge=0, description="Passes over the data; 0 saves the random-init encoder."
+    )
+    # With N processes each takes batch_size / N, so a recipe means the same on one device
+    # or eight.
+    batch_size: StrictInt = Field(
+        default=128, ge=2, description="The global batch, split evenly over the processes."
+    )
+    grad_clip: float | None = Field(
+        default=None, gt=0, description="Clip the gradients' global norm to this; null: no clip."
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Autocast precision of the forward pass (losses stay fp32)."
+    )
+    channels_last: bool = Field(False, description="Weights and batches in channels-last layout.")
+    compile: bool = Field(False, description="torch.compile the backbone.")
+    # escnn's batch norms included. No effect in one process.
+    sync_batchnorm: bool | None = Field(
+        None,
+        description="Batch-norm statistics over the global batch with several processes "
+        "(null or true: on; false: per process).",
+    )
+    # jsonl is always written: a list without it gets it added (hssl_cli/training/run_log.py).
+    log: list[Literal["jsonl", "tensorboard"]] = Field(
+        default_factory=lambda: ["jsonl"],
+        description="Metric logs: jsonl (metrics.jsonl, always) and tensorboard (event files "
+        "in the run folder).",
+    )
+
+    @field_validator("log", mode="before")
+    @classmethod
+    def _log_list(cls, kinds: Any) -> Any:
+        return [kinds] if isinstance(kinds, str) else kinds
+
+    @field_validator("log")
+    @classmethod
+    def _jsonl_always(cls, kinds: list[str]) -> list[str]:
+        return list(dict.fromkeys(["jsonl", *kinds]))
 
 
 class ProbeConfig(Section):
-    steps: StrictInt = Field(default=100, ge=1)
-    weight_decay: float = Field(default=1e-4, ge=0)
-    batch_size: StrictInt = Field(default=512, ge=1)
-    knn_k: StrictInt = Field(default=200, ge=1)
-    knn_temperature: float = Field(default=0.1, gt=0)
+    steps: StrictInt = Field(
+        default=100, ge=1, description="L-BFGS iterations of the linear probe (cached features)."
+    )
+    weight_decay: float = Field(
+        default=1e-4, ge=0, description="L2 penalty on the linear probe's weights."
+    )
+    batch_size: StrictInt = Field(
+        default=512, ge=1, description="Batch size of the probe's feature extraction."
+    )
+    knn_k: StrictInt = Field(default=200, ge=1, description="Neighbours of the weighted kNN.")
+    knn_temperature: float = Field(
+        default=0.1, gt=0, description="The kNN weighs neighbours by exp(similarity / this)."
+    )
 
 
 # ------------------------------------------------------------------ methods: shared options
@@ -258,7 +358,11 @@ class ProbeConfig(Section):
 class MethodConfig(Section):
     """Fields every objective shares; ``check`` sees the whole recipe (cross-section rules)."""
 
-    name: str = "hssl"
+    name: str = Field(
+        "hssl",
+        description="The SSL method; it decides which method.* keys apply "
+        "(in method.base_method: method.base, may be left out).",
+    )
 
     def check(self, recipe: Recipe) -> None:
         """Raise ``ValueError`` when the recipe's other sections do not suit this method."""
@@ -267,21 +371,32 @@ class MethodConfig(Section):
 class ProjectorFields(MethodConfig):
     """A projection head ``features -> hidden -> out`` (SimCLR's 512-2048-128 on CIFAR)."""
 
-    projector_hidden_dim: StrictInt = Field(default=512, ge=1)
-    projector_out_dim: StrictInt = Field(default=128, ge=1)
+    projector_hidden_dim: StrictInt = Field(
+        default=512, ge=1, description="Hidden width of the projection head."
+    )
+    projector_out_dim: StrictInt = Field(
+        default=128, ge=1, description="Output width of the projection head."
+    )
 
 
 class TemperatureFields(MethodConfig):
     """NT-Xent's temperature."""
 
-    temperature: float = Field(default=0.5, gt=0)
+    temperature: float = Field(default=0.5, gt=0, description="NT-Xent's temperature.")
 
 
 class FiberBundleFields(MethodConfig):
     """A view reads a bundle ``G0`` of the ``fiber_bundle_size`` fibers nearest the identity."""
 
-    fiber_bundle_size: StrictInt = Field(default=1, ge=1)
-    bundle_pool: Literal["mean", "max"] = "mean"
+    fiber_bundle_size: StrictInt = Field(
+        default=1,
+        ge=1,
+        description="Fibers a view pools: |G0|, the elements nearest the identity "
+        "(hssl translation: the window side).",
+    )
+    bundle_pool: Literal["mean", "max"] = Field(
+        "mean", description="How a view pools its fiber bundle."
+    )
 
     def check(self, recipe: Recipe) -> None:
         super().check(recipe)
@@ -291,26 +406,40 @@ class FiberBundleFields(MethodConfig):
 class ReadoutFields(FiberBundleFields):
     """Which backbone feature an A-SSL objective projects: the identity bundle or invariant."""
 
-    readout: Literal["fiber", "invariant"] = "fiber"
+    readout: Literal["fiber", "invariant"] = Field(
+        "fiber",
+        description="What the head reads: the identity fiber bundle or the invariant features.",
+    )
 
 
 class TwoViewFields(MethodConfig):
     """Two views from base augmentations of the input (A-SSL)."""
 
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="Base augmentations making the two views."
+    )
 
 
 class OptionalAugmentFields(MethodConfig):
     """Base augmentations of the input before the method's own transformation, if any."""
 
-    augment: AugmentConfig | None = None
+    augment: AugmentConfig | None = Field(
+        None, description="Base augmentations of the input first; null: none."
+    )
 
 
 class BootstrapFields(MethodConfig):
     """BYOL's predictor ``out -> hidden -> out`` and moving-average target."""
 
-    predictor_hidden_dim: StrictInt = Field(default=512, ge=1)
-    base_momentum: float = Field(default=0.99, ge=0, le=1)
+    predictor_hidden_dim: StrictInt = Field(
+        default=512, ge=1, description="Hidden width of BYOL's predictor."
+    )
+    base_momentum: float = Field(
+        default=0.99,
+        ge=0,
+        le=1,
+        description="The target's moving-average momentum at step 0 (cosine schedule to 1).",
+    )
 
 
 def check_sizes_fit_group(recipe: Recipe, keys: tuple[str, ...]) -> None:
@@ -336,11 +465,24 @@ class HsslConfig(ProjectorFields, TemperatureFields, FiberBundleFields, Optional
     """H-SSL (Keller et al. 2023): views read from group fibers or spatial windows."""
 
     name: Literal["hssl"] = "hssl"
-    fibers: Literal["group", "translation"] = "group"
-    pair_sampling: Literal["distinct", "iid"] = "distinct"
-    spread: StrictInt | None = Field(default=None, ge=1)
-    base_loss: Literal["infonce", "vicreg"] = "infonce"
-    all_fibers_positive: bool = False
+    fibers: Literal["group", "translation"] = Field(
+        "group", description="Read views from group fibers or from spatial windows."
+    )
+    pair_sampling: Literal["distinct", "iid"] = Field(
+        "distinct", description="An image's two views at distinct positions, or independent."
+    )
+    spread: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="Two views lie within the spread elements nearest the identity "
+        "(translation: offsets up to spread); null: anywhere.",
+    )
+    base_loss: Literal["infonce", "vicreg"] = Field(
+        "infonce", description="The loss on the views: NT-Xent (infonce) or VICReg."
+    )
+    all_fibers_positive: bool = Field(
+        False, description="Every position of both views is a positive, not one sampled pair."
+    )
 
     def check(self, recipe: Recipe) -> None:
         if self.base_loss == "vicreg" and self.all_fibers_positive:
@@ -381,11 +523,21 @@ class VicregConfig(ProjectorFields, ReadoutFields, TwoViewFields):
     """
 
     name: Literal["vicreg"] = "vicreg"
-    projector_out_dim: StrictInt = Field(default=512, ge=1)
-    expander_layers: StrictInt = Field(default=3, ge=2)
-    invariance_weight: float = Field(default=25.0, ge=0)
-    variance_weight: float = Field(default=25.0, ge=0)
-    covariance_weight: float = Field(default=1.0, ge=0)
+    projector_out_dim: StrictInt = Field(
+        default=512, ge=1, description="Output width of the projection head."
+    )
+    expander_layers: StrictInt = Field(
+        default=3, ge=2, description="Linear layers of the expander."
+    )
+    invariance_weight: float = Field(
+        default=25.0, ge=0, description="Weight of the invariance (mean squared error) term."
+    )
+    variance_weight: float = Field(
+        default=25.0, ge=0, description="Weight of the variance (standard deviation hinge) term."
+    )
+    covariance_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the covariance term."
+    )
 
 
 class ByolConfig(ProjectorFields, ReadoutFields, TwoViewFields, BootstrapFields):
@@ -412,13 +564,27 @@ class EquimodConfig(ProjectorFields, TemperatureFields, ReadoutFields, Bootstrap
     """
 
     name: Literal["equimod"] = "equimod"
-    base: Literal["simclr", "byol"] = "simclr"
-    augment: ExtendedAugmentConfig = Field(default_factory=_equimod_augment)
-    second_augment: ExtendedAugmentConfig | None = None
-    equivariant_weight: float = Field(default=1.0, ge=0)
-    equivariant_temperature: float = Field(default=0.2, gt=0)
-    equivariant_hidden_dim: StrictInt = Field(default=512, ge=1)
-    equivariant_dim: StrictInt = Field(default=128, ge=1)
+    base: Literal["simclr", "byol"] = Field(
+        "simclr", description="The invariant branch: SimCLR or BYOL."
+    )
+    augment: ExtendedAugmentConfig = Field(
+        default_factory=_equimod_augment, description="Augmentations of the views."
+    )
+    second_augment: ExtendedAugmentConfig | None = Field(
+        None, description="The second view's own augmentations; null: as augment."
+    )
+    equivariant_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the equivariant loss; 0 skips its branch."
+    )
+    equivariant_temperature: float = Field(
+        default=0.2, gt=0, description="NT-Xent temperature of the equivariant loss."
+    )
+    equivariant_hidden_dim: StrictInt = Field(
+        default=512, ge=1, description="Hidden width of the equivariant projector."
+    )
+    equivariant_dim: StrictInt = Field(
+        default=128, ge=1, description="Width of the equivariant embedding."
+    )
 
     def check(self, recipe: Recipe) -> None:
         super().check(recipe)
@@ -441,16 +607,26 @@ class InvcontrastConfig(ProjectorFields, TemperatureFields, TwoViewFields):
     """Invariant contrastive loss (Mukuta & Harada): orbit-pooled similarity in NT-Xent."""
 
     name: Literal["invcontrast"] = "invcontrast"
-    pooling: Literal["max", "logsumexp"] = "max"
-    pooling_temperature: float = Field(default=0.1, gt=0)
+    pooling: Literal["max", "logsumexp"] = Field(
+        "max", description="How similarity pools over the group orbit (logsumexp: a smooth max)."
+    )
+    pooling_temperature: float = Field(
+        default=0.1, gt=0, description="Temperature of the logsumexp pooling."
+    )
 
 
 class EqlabelsConfig(OptionalAugmentFields):
     """Equivariant pretext labels (Mukuta & Harada): predict the group element applied."""
 
     name: Literal["eqlabels"] = "eqlabels"
-    head: Literal["equivariant", "invariant"] = "equivariant"
-    head_hidden_dim: StrictInt | None = Field(default=None, ge=1)
+    head: Literal["equivariant", "invariant"] = Field(
+        "equivariant",
+        description="One shared map per fiber (equivariant) or a linear map of the "
+        "invariant features (the control).",
+    )
+    head_hidden_dim: StrictInt | None = Field(
+        default=None, ge=1, description="equivariant head: hidden width; null: linear."
+    )
 
     def check(self, recipe: Recipe) -> None:
         group = get_group(recipe.model.group)
@@ -484,17 +660,37 @@ class EsslConfig(OptionalAugmentFields):
     """E-SSL: transformation prediction alone or added to any base method (``base_method``)."""
 
     name: Literal["essl"] = "essl"
-    task: Annotated[str, registered("pretext task", PRETEXT_TASKS)] = "rotation4"
-    weight: float = Field(default=1.0, ge=0)
-    label_sampling: Literal["all", "random"] = "all"
-    crop_size: StrictInt | None = Field(default=None, ge=2)
-    head_grid: StrictInt = Field(default=2, ge=1)
-    head_hidden_dim: StrictInt = Field(default=2048, ge=1)
-    base: str = "none"
-    base_method: MethodSection | None = None
-    explaining_away: Literal["none", "add", "eliminate"] = "none"
-    class_weight: float = Field(default=1.0, ge=0)
-    class_count: StrictInt = Field(default=10, ge=2)
+    task: Annotated[str, registered("pretext task", PRETEXT_TASKS)] = Field(
+        "rotation4", description=f"The pretext task: {', '.join(PRETEXT_TASKS)}."
+    )
+    weight: float = Field(default=1.0, ge=0, description="Weight of the pretext cross-entropy.")
+    label_sampling: Literal["all", "random"] = Field(
+        "all", description="Every transformation of every image, or one random one each."
+    )
+    crop_size: StrictInt | None = Field(
+        default=None, ge=2, description="Resize the pretext view to this side; null: keep it."
+    )
+    head_grid: StrictInt = Field(
+        default=2, ge=1, description="The head reads the pooled map on a grid this wide."
+    )
+    head_hidden_dim: StrictInt = Field(
+        default=2048, ge=1, description="Hidden width of the pretext head."
+    )
+    base: str = Field(
+        "none", description="The method the pretext loss is added to, or none (alone)."
+    )
+    base_method: MethodSection | None = Field(
+        None, description="The base method's options: its method.* keys."
+    )
+    explaining_away: Literal["none", "add", "eliminate"] = Field(
+        "none", description="Add or subtract (gradient reversal) a class cross-entropy."
+    )
+    class_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the explaining-away class term."
+    )
+    class_count: StrictInt = Field(
+        default=10, ge=2, description="Classes of the explaining-away head."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -592,13 +788,21 @@ def _method_named(raw: Any) -> Any:
 
 
 class Recipe(Section):
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    method: MethodSection = Field(default_factory=HsslConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    probe: ProbeConfig = Field(default_factory=ProbeConfig)
-    seed: StrictInt = 0
+    data: DataConfig = Field(default_factory=DataConfig, description="The images.")
+    model: ModelConfig = Field(
+        default_factory=ModelConfig, description="The backbone and its symmetry group."
+    )
+    method: MethodSection = Field(
+        default_factory=HsslConfig, description="The SSL method (method.name) and its options."
+    )
+    optim: OptimConfig = Field(
+        default_factory=OptimConfig, description="The optimiser and learning-rate schedule."
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The training loop.")
+    probe: ProbeConfig = Field(
+        default_factory=ProbeConfig, description="Linear probe and kNN on frozen features."
+    )
+    seed: StrictInt = Field(0, description="Seed of weights, shuffling and random draws.")
 
     @field_validator("method", mode="before")
     @classmethod

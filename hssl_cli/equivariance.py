@@ -1,9 +1,9 @@
 """How equivariant is a model really? Layer-by-layer, element-by-element measurements.
 
 For an element ``g`` and a layer ``f_l`` with regular fields, the relative error is
-``||f_l(T_g x) - rho(g) f_l(x)|| / ||f_l(x)||`` (METHODS §6), where ``rho(g)`` moves
-the spatial grid and permutes each fiber. Invariant (pooled) features are checked
-against ``f(x)`` itself; for the structured output we also search which fiber
+``||f_l(T_g x) - rho(g) f_l(x)|| / ||f_l(x)||`` (docs/methods.md, Evaluation), where
+``rho(g)`` moves the spatial grid and permutes each fiber. Invariant (pooled) features are
+checked against ``f(x)`` itself; for the structured output we also search which fiber
 permutation best explains ``f(T_g x)``: the one H-SSL relies on being ``rho(g)``.
 A continuous sweep measures invariance under rotations the pixel grid cannot
 represent exactly, next to the same architecture with the trivial group.

@@ -128,6 +128,20 @@ def fit_linear_classifier(
     return classifier
 
 
+def linear_probe_scores(
+    train: torch.Tensor,
+    train_labels: torch.Tensor,
+    test: torch.Tensor,
+    num_classes: int,
+    config: ProbeConfig,
+) -> torch.Tensor:
+    """The fitted linear classifier's class scores ``[N_test, classes]`` on ``test``."""
+    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
+    classifier = fit_linear_classifier((train - mean) / std, train_labels, num_classes, config)
+    with torch.no_grad():
+        return classifier((test - mean) / std)
+
+
 def linear_probe(
     train: torch.Tensor,
     train_labels: torch.Tensor,
@@ -136,14 +150,19 @@ def linear_probe(
     num_classes: int,
     config: ProbeConfig,
 ) -> dict[str, float]:
-    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
-    classifier = fit_linear_classifier((train - mean) / std, train_labels, num_classes, config)
-    with torch.no_grad():
-        scores = classifier((test - mean) / std)
+    scores = linear_probe_scores(train, train_labels, test, num_classes, config)
     return {
         "top1": topk_accuracy(scores, test_labels, 1),
         "top5": topk_accuracy(scores, test_labels, 5),
     }
+
+
+def confusion_matrix(
+    labels: torch.Tensor, predictions: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Counts ``[true class, predicted class]`` as int64."""
+    pairs = labels.long() * num_classes + predictions.long()
+    return torch.bincount(pairs, minlength=num_classes**2).view(num_classes, num_classes)
 
 
 @torch.no_grad()
@@ -175,15 +194,27 @@ def knn_accuracy(
     }
 
 
-def evaluate_features(
+@dataclass
+class FeatureScores:
+    """Linear and kNN accuracy per feature kind, and the linear probe's test predictions
+    (what a confusion matrix needs, without fitting the classifier twice)."""
+
+    metrics: dict[str, dict[str, float]]
+    predictions: dict[str, torch.Tensor]  # per kind: [N_test] predicted classes
+
+
+def score_features(
     train: Features, test: Features, num_classes: int, config: ProbeConfig
-) -> dict[str, dict[str, float]]:
+) -> FeatureScores:
     """Linear and kNN accuracy for invariant and full (structured) features."""
-    results = {}
+    metrics, predictions = {}, {}
     for kind in FEATURE_KINDS:
         train_x, test_x = getattr(train, kind), getattr(test, kind)
-        results[kind] = {
-            **linear_probe(train_x, train.labels, test_x, test.labels, num_classes, config),
+        scores = linear_probe_scores(train_x, train.labels, test_x, num_classes, config)
+        predictions[kind] = scores.argmax(1)
+        metrics[kind] = {
+            "top1": topk_accuracy(scores, test.labels, 1),
+            "top5": topk_accuracy(scores, test.labels, 5),
             **knn_accuracy(
                 train_x,
                 train.labels,
@@ -194,4 +225,11 @@ def evaluate_features(
                 config.knn_temperature,
             ),
         }
-    return results
+    return FeatureScores(metrics, predictions)
+
+
+def evaluate_features(
+    train: Features, test: Features, num_classes: int, config: ProbeConfig
+) -> dict[str, dict[str, float]]:
+    """Linear and kNN accuracy for invariant and full (structured) features."""
+    return score_features(train, test, num_classes, config).metrics

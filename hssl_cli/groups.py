@@ -4,7 +4,8 @@ A group knows three faces of each element: the escnn element (for building
 equivariant layers), its action on an image batch (exact for multiples of 90
 degrees and for reflections, interpolated otherwise), and its action on a
 regular-representation fiber axis (a permutation). H-SSL rests on those two
-actions agreeing: ``f(T_g x) = rho(g) f(x)`` (METHODS §0, §2).
+actions agreeing: ``f(T_g x) = rho(g) f(x)`` (Keller et al. 2023; docs/methods.md,
+Structured features).
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ class Group:
     def neighbourhood(self, size: int) -> list[int]:
         """The ``size`` elements closest to the identity (rotation distance, then flip).
 
-        Used for fiber bundles ``G0`` and for the spread of sampled pairs (METHODS §2).
+        Used for fiber bundles ``G0`` and for the spread of sampled pairs (docs/methods.md,
+        H-SSL).
         """
         if not 1 <= size <= self.order:
             raise HsslUserError(

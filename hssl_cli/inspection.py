@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -25,7 +25,7 @@ class Inspection:
 
 
 def _model_from(
-    checkpoint: Path | None, recipe_path: Path | None, overrides: list[str]
+    checkpoint: Path | None, recipe_path: Path | Recipe | None, overrides: list[str]
 ) -> tuple[str, Recipe, Backbone | None, list[int] | None]:
     if (checkpoint is None) == (recipe_path is None):
         raise HsslUserError("give a CHECKPOINT or --recipe PATH (exactly one of them)")
@@ -39,8 +39,11 @@ def _model_from(
             load_backbone(loaded, str(checkpoint)),
             loaded.input_shape,
         )
-    from hssl_cli.recipe import load_recipe
+    from hssl_cli.recipe import load_recipe, recipe_from_yaml
 
+    if isinstance(recipe_path, Recipe):
+        recipe = recipe_from_yaml(recipe_path.to_yaml(), overrides)
+        return "recipe (random init)", recipe, None, None
     assert recipe_path is not None
     return f"{recipe_path} (random init)", load_recipe(recipe_path, overrides), None, None
 
@@ -78,7 +81,7 @@ def _trivial_baseline(recipe: Recipe, model: Backbone) -> Backbone:
 
 def inspect_model(
     checkpoint: Path | None,
-    recipe_path: Path | None,
+    recipe_path: Path | Recipe | None,
     overrides: list[str],
     group_name: str | None,
     data: Literal["recipe", "noise"],
@@ -87,8 +90,9 @@ def inspect_model(
     device: torch.device,
     precision: str = "auto",
 ) -> Inspection:
-    """Measure a checkpoint's (or a recipe's random-init) model on ``device``; ``precision``
-    is ``--precision`` (:func:`hssl_cli.runtime.inference_precision`)."""
+    """Measure a checkpoint's (or a recipe's random-init) model on ``device``; the recipe is
+    a file or a loaded :class:`Recipe`. ``precision`` is ``--precision``
+    (:func:`hssl_cli.runtime.inference_precision`)."""
     from hssl_cli.data import channel_stats
     from hssl_cli.models import build_backbone
 
@@ -110,3 +114,14 @@ def inspect_model(
         baseline.to(device)
     report = measure(backbone, to_device(images, device), group, angles, baseline, chosen)
     return Inspection(source, len(images), report)
+
+
+def inspection_title(report: dict[str, Any]) -> str:
+    """One line naming what an inspection report measured (its table's and plot's title)."""
+    title = (
+        f"{report['source']}: {report['group']} on a {report['model_group']} model, "
+        f"{report['samples']} {report['data']} images"
+    )
+    if report["precision"] != "fp32":
+        title += f", {report['precision']} (exact below {report['exact_threshold']:g})"
+    return title

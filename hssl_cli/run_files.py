@@ -1,9 +1,9 @@
 """The name of every file hssl writes, in one place.
 
 A run folder (``hssl pretrain --out DIR``) holds the checkpoint, the training state for
-``--resume``, the resolved recipe and one metrics line per epoch; ``hssl ablate`` adds
-the probe report, timing, failure and log of each run, and writes its results beside the
-``runs`` folder of the study.
+``--resume``, the resolved recipe, one metrics line per epoch and, when ``train.log`` asks
+for it, TensorBoard's event files; ``hssl ablate`` adds the probe report, timing, failure
+and log of each run, and writes its results beside the ``runs`` folder of the study.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 TRAIN_STATE_NAME = "train_state.safetensors"
 METRICS_NAME = "metrics.jsonl"
 RECIPE_NAME = "recipe.yaml"
+# TensorBoard names its event files itself; they start with this (train.log: tensorboard).
+TENSORBOARD_EVENTS_PREFIX = "events.out.tfevents"
 
 # ---------------------------------------------------------------- a run folder (ablate)
 

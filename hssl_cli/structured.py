@@ -60,7 +60,7 @@ def fiber_bundle(
     multiplication: torch.Tensor,
     pool: Literal["max", "mean"] = "mean",
 ) -> torch.Tensor:
-    """``pool_{g0 in G0} fibers[b, :, g_b * g0]`` -> ``[B, C]`` (METHODS §2).
+    """``pool_{g0 in G0} fibers[b, :, g_b * g0]`` -> ``[B, C]`` (docs/methods.md, H-SSL).
 
     ``elements`` [B] holds each sample's ``g_b``; ``bundle_offsets`` the indices of ``G0``;
     ``multiplication`` the group's table as a ``[|G|, |G|]`` long tensor.

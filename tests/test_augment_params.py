@@ -1,4 +1,4 @@
-"""Parameter vectors of augmentations (EquiMod, METHODS §5) and the options they need."""
+"""Parameter vectors of augmentations (EquiMod, Devillers & Lefort 2023) and their options."""
 
 import pytest
 import torch

@@ -9,10 +9,12 @@ from hssl_cli.config import ModelConfig, ProbeConfig
 from hssl_cli.data import ImageSet
 from hssl_cli.evaluation import (
     Features,
+    confusion_matrix,
     evaluate_features,
     extract_features,
     knn_accuracy,
     linear_probe,
+    score_features,
     topk_accuracy,
 )
 from hssl_cli.models import build_backbone
@@ -175,6 +177,27 @@ def test_evaluate_features_reports_both_kinds():
         assert set(kind) == {"top1", "top5", "knn_top1", "knn_top5"}
     assert results["full"]["top1"] >= 99.0
     assert results["full"]["knn_top1"] == 100.0
+
+
+def test_score_features_predictions_are_the_probes_own() -> None:
+    """The predictions behind a confusion matrix give the reported top-1 exactly."""
+    train_x, train_labels = random_task(60, seed=12)
+    test_x, test_labels = random_task(30, seed=13)
+    train = Features(train_x[:, :4], train_x, train_labels)
+    test = Features(test_x[:, :4], test_x, test_labels)
+    scored = score_features(train, test, CLASSES, PROBE)
+    assert scored.metrics == evaluate_features(train, test, CLASSES, PROBE)
+    for kind, predictions in scored.predictions.items():
+        hits = (predictions == test_labels).float().mean().item() * 100
+        assert hits == pytest.approx(scored.metrics[kind]["top1"])
+        assert 0 < scored.metrics[kind]["top1"] < 100  # a noisy task: not trivially all right
+
+
+def test_confusion_matrix_counts_true_by_predicted() -> None:
+    labels = torch.tensor([0, 0, 1, 2, 2, 2])
+    predictions = torch.tensor([0, 1, 1, 2, 0, 2])
+    expected = torch.tensor([[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    assert torch.equal(confusion_matrix(labels, predictions, 3), expected)
 
 
 # ---------------------------------------------------------------- feature extraction

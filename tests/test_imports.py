@@ -112,3 +112,33 @@ def test_validating_a_recipe_imports_neither_torch_nor_escnn(code: str) -> None:
     loaded = modules_loaded_by(code)
     assert "hssl_cli.config" in loaded
     assert not {"torch", "escnn"} & loaded
+
+
+def test_the_python_api_imports_neither_torch_nor_escnn_until_called() -> None:
+    loaded = modules_loaded_by("import hssl_cli")
+    assert "hssl_cli" in loaded
+    assert not {"torch", "escnn", "hssl_cli.api"} & loaded
+    names = "load_recipe, pretrain, linear_probe, inspect_equivariance"
+    loaded = modules_loaded_by(
+        f"from hssl_cli import {names}\nload_recipe('recipes/digits_rot4.yaml', ['seed=3'])"
+    )
+    assert {"hssl_cli.api", "hssl_cli.config"} <= loaded
+    assert not {"torch", "escnn"} & loaded
+
+
+def test_the_package_names_its_api_and_refuses_other_names() -> None:
+    import importlib.util
+
+    import hssl_cli
+
+    for name, module in hssl_cli.API.items():
+        if importlib.util.find_spec(module) is None:
+            continue  # a module not written yet
+        assert callable(getattr(hssl_cli, name)), name
+        assert name in dir(hssl_cli)
+    with pytest.raises(AttributeError, match="no attribute 'pretrian'"):
+        hssl_cli.pretrian  # noqa: B018
+    from hssl_cli import config  # submodules still import as before
+
+    recipe = hssl_cli.load_recipe(PACKAGE.parent / "recipes/digits_rot4.yaml")
+    assert isinstance(recipe, config.Recipe)

@@ -255,7 +255,11 @@ def validate_runs(study: Study) -> list[Run]:
     runs = study.runs()
     for run in runs:
         try:
-            load_recipe(run.recipe, list(run.overrides))
+            recipe = load_recipe(run.recipe, list(run.overrides))
+            if "tensorboard" in recipe.train.log:  # the check imports torch: only then
+                from hssl_cli.training.run_log import check_log_kinds
+
+                check_log_kinds(recipe.train.log)
         except HsslUserError as err:
             where = ", ".join(f"{axis}={label}" for axis, label in run.levels.items())
             raise HsslUserError(f"grid point {where or run.name}: {err}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from hssl_cli.cli.options import (
     SetOption,
     report_errors,
 )
+
+if TYPE_CHECKING:
+    from hssl_cli.config import Recipe
 
 
 def _scientific(value: float) -> str:
@@ -98,44 +101,31 @@ def inspect_equivariance(
     quiet: QuietOption = False,
 ) -> None:
     """Measure ||f(T_g x) - rho(g) f(x)|| / ||f(x)|| per layer and element, and a rotation sweep."""
-    from hssl_cli.equivariance import parse_angles
+    from hssl_cli.api import RECIPE_SUFFIXES, load_recipe
+    from hssl_cli.api import inspect_equivariance as inspect
     from hssl_cli.errors import HsslUserError
-    from hssl_cli.inspection import inspect_model
-    from hssl_cli.runtime import check_precision_choice
-    from hssl_cli.training import select_device
+    from hssl_cli.inspection import inspection_title
 
-    if data not in ("recipe", "noise"):
-        raise HsslUserError(f"--data {data!r}: use recipe or noise")
-    check_precision_choice(precision)
-    sweep_angles = [] if angles == "none" else parse_angles(angles)
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise HsslUserError(f"--plot {plot}: give a .png path")
-    result = inspect_model(
-        checkpoint,
-        recipe,
-        overrides or [],
-        group,
-        data,
-        samples,
-        sweep_angles,
-        select_device(device),
-        precision,
+    if (checkpoint is None) == (recipe is None):
+        raise HsslUserError("give a CHECKPOINT or --recipe PATH (exactly one of them)")
+    source: Path | Recipe | None = checkpoint
+    if recipe is not None:  # the API tells a recipe file by its suffix; --recipe says so
+        source = recipe if recipe.suffix.lower() in RECIPE_SUFFIXES else load_recipe(recipe)
+    assert source is not None
+    report = inspect(
+        source,
+        overrides=overrides or [],
+        group=group,
+        data=data,
+        samples=samples,
+        angles=angles,
+        plot=plot,
+        device=device,
+        precision=precision,
     )
-    report = result.report.to_dict()
-    title = (
-        f"{result.source}: {report['group']} on a {report['model_group']} model, "
-        f"{result.samples} {data} images"
-    )
-    if report["precision"] != "fp32":
-        title += f", {report['precision']} (exact below {report['exact_threshold']:g})"
-    if plot is not None:
-        from hssl_cli.plots import plot_equivariance
-
-        plot_equivariance(report, plot, title)
+    title = inspection_title(report)
     if json_output:
-        typer.echo(
-            json.dumps({"source": result.source, "samples": result.samples, "data": data, **report})
-        )
+        typer.echo(json.dumps(report))
         return
     from rich.console import Console
 

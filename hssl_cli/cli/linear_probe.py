@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,36 +17,78 @@ from hssl_cli.cli.options import (
     report_errors,
 )
 
+METRICS = ("top1", "top5", "knn_top1", "knn_top5")
+
 
 @report_errors
 def linear_probe(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint.safetensors from pretrain.")],
     overrides: SetOption = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline",
+            help="Also probe the random-init encoder of the same architecture "
+            "(what train.epochs=0 saves) and show both, with the gain.",
+        ),
+    ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Write a PNG: confusion matrix and t-SNE of the invariant features "
+            "(next to the random init's with --baseline).",
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Fit a linear classifier (and kNN) on frozen features: train split -> test split."""
-    from hssl_cli.probe import probe_checkpoint
-    from hssl_cli.runtime import check_precision_choice
-    from hssl_cli.training import select_device
+    from hssl_cli.api import linear_probe as probe
+    from hssl_cli.probe import probe_title
 
-    check_precision_choice(precision)
-    report = probe_checkpoint(
-        checkpoint, overrides or [], select_device(device), quiet or json_output, precision
+    report = probe(
+        checkpoint,
+        overrides=overrides or [],
+        baseline=baseline,
+        plot=plot,
+        device=device,
+        precision=precision,
+        quiet=quiet or json_output,
     )
     if json_output:
         typer.echo(json.dumps(report))
         return
     from rich.console import Console
+
+    console = Console()
+    console.print(_table(report, probe_title(report)))
+    if plot is not None and not quiet:
+        console.print(f"plot: {plot}")
+
+
+def _table(report: dict[str, Any], title: str) -> Any:
+    """One row per feature kind; with a baseline, trained, random init and gain rows."""
     from rich.table import Table
 
-    table = Table(title=f"{report['dataset']} probe of {checkpoint} (epoch {report['epoch']})")
+    table = Table(title=title)
     table.add_column("features")
-    for column in ("top1", "top5", "knn_top1", "knn_top5"):
+    baseline = report.get("random_init")
+    if baseline is not None:
+        table.add_column("encoder")
+    for column in METRICS:
         table.add_column(column, justify="right")
     for kind in ("invariant", "full"):
-        row = report[kind]
-        table.add_row(kind, *(f"{row[c]:.2f}" for c in ("top1", "top5", "knn_top1", "knn_top5")))
-    Console().print(table)
+        trained = [f"{report[kind][c]:.2f}" for c in METRICS]
+        if baseline is None:
+            table.add_row(kind, *trained)
+            continue
+        gain = report["gain"][kind]
+        table.add_row(kind, "trained", *trained)
+        table.add_row("", "random init", *(f"{baseline[kind][c]:.2f}" for c in METRICS))
+        table.add_row("", "[bold]gain[/]", *(f"[bold]{gain[c]:+.2f}[/]" for c in METRICS))
+        if kind != "full":
+            table.add_section()
+    return table

@@ -41,13 +41,12 @@ def pretrain(
     ] = 1,
 ) -> None:
     """Pretrain a backbone with the recipe's SSL method; writes DIR/checkpoint.safetensors."""
-    from hssl_cli.recipe import load_recipe
-    from hssl_cli.run_files import CHECKPOINT_NAME
+    from hssl_cli.api import load_recipe
 
-    resolved = load_recipe(recipe, overrides)  # a bad recipe fails here, once, not per rank
+    resolved = load_recipe(recipe, overrides or [])  # a bad recipe fails here, once, not per rank
     out_dir = out or Path("runs") / recipe.stem
     from hssl_cli import distributed
-    from hssl_cli.training import pretrain as run_pretrain
+    from hssl_cli.api import pretrain as run_pretrain
     from hssl_cli.training import select_device
 
     if nproc > 1:
@@ -65,7 +64,7 @@ def pretrain(
             raise typer.Exit(130) from None
 
     try:
-        result = run_pretrain(resolved, out_dir, select_device(device), resume=resume, quiet=quiet)
+        result = run_pretrain(resolved, out_dir, device=device, resume=resume, quiet=quiet)
         here = distributed.world()  # before the process group is gone
     except KeyboardInterrupt:
         if distributed.world().is_main:
@@ -76,7 +75,7 @@ def pretrain(
     if here.is_main:
         typer.echo(
             f"trained {result.epochs_done} epochs, final loss {result.last_loss:.4f}: "
-            f"{out_dir / CHECKPOINT_NAME}"
+            f"{result.checkpoint}"
         )
 
 
@@ -97,11 +96,13 @@ def check_launch(
 
     from hssl_cli.distributed import local_batch_size
     from hssl_cli.runtime import check_precision
+    from hssl_cli.training.run_log import check_log_kinds
     from hssl_cli.training.state import check_resumable
 
     local_batch_size(recipe.train.batch_size, nproc)
     check_resumable(out_dir, recipe, resume)
     check_precision(device, recipe.train.precision, "train.precision")
+    check_log_kinds(recipe.train.log)
     if device.type == "cuda" and nproc > torch.cuda.device_count():
         raise HsslUserError(
             f"--nproc {nproc} but {torch.cuda.device_count()} GPUs are visible; "

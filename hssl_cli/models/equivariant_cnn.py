@@ -1,7 +1,7 @@
 """An escnn CNN whose last layer is a stack of regular fields: the H-SSL backbone.
 
 Stride-1 convolutions with odd kernels and 2x2 max pooling on even grids keep
-90-degree rotations and reflections exact (METHODS §0); strided convolutions on
+90-degree rotations and reflections exact (docs/methods.md, Groups); strided convolutions on
 even grids would not.
 """
 

@@ -1,13 +1,14 @@
 """An escnn ResNet-18 with the CIFAR stem on regular fields of C_N or D_N, and its plain twin.
 
 Topology: torchvision's ResNet-18 (He et al., 2016) with the CIFAR stem of solo-learn,
-E-SSL and EquiMod (METHODS §1): a 3x3 stride-1 convolution, no max-pool, then four
-stages of two BasicBlocks. Every feature is a stack of regular fields (R2Conv, InnerBatchNorm,
-ReLU), so the last map views as ``[B, C, |G|, H, W]`` and H-SSL reads its fibers (METHODS §2).
+E-SSL and EquiMod (docs/methods.md, SimCLR): a 3x3 stride-1 convolution, no max-pool, then
+four stages of two BasicBlocks. Every feature is a stack of regular fields (R2Conv, InnerBatchNorm,
+ReLU), so the last map views as ``[B, C, |G|, H, W]`` and H-SSL reads its fibers
+(docs/methods.md, H-SSL).
 
-Down-sampling keeps 90-degree rotations and reflections exact (METHODS §0). A stride-2
-convolution keeps the even pixels of an even grid and a 90-degree rotation sends them to odd
-ones, so instead each stage's first block convolves at stride 1 and max-pools 2x2
+Down-sampling keeps 90-degree rotations and reflections exact (docs/methods.md, Groups). A
+stride-2 convolution keeps the even pixels of an even grid and a 90-degree rotation sends them
+to odd ones, so instead each stage's first block convolves at stride 1 and max-pools 2x2
 (``PointwiseMaxPool2D``: the group maps its windows onto windows), and its shortcut
 average-pools 2x2 before the 1x1 projection (ResNet-D's shortcut: linear, like the strided
 1x1 convolution it replaces). Exact while every pooled grid is even: image sizes divisible by
@@ -30,8 +31,8 @@ Widths (``model.resnet_width``), per stage, for ResNet-18's 64/128/256/512 chann
 ``model.width_multiplier`` scales either (at least one field per stage). With the trivial
 group or ``model.structure: unstructured`` the same topology is built from plain torch layers
 with the same channel counts (:class:`PlainResNet18Twin`): an ordinary ResNet-18, or, for a
-non-trivial group, the structure-removed control of METHODS §2 with the equivariant model's
-activation shapes.
+non-trivial group, the structure-removed control (docs/methods.md, Groups) with the
+equivariant model's activation shapes.
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ class EquivariantResNet18(Backbone):
     """ResNet-18 (CIFAR stem) on regular fields, exact for 90-degree rotations and reflections.
 
     ``initialize=False`` skips escnn's weight initialisation when a checkpoint will
-    overwrite the weights (METHODS §0 for what is exact).
+    overwrite the weights (docs/methods.md, Groups, for what is exact).
     """
 
     def __init__(
@@ -301,7 +302,8 @@ class PlainResNet18Twin(Backbone):
     """The same network in plain torch layers, channels grouped into a fake group axis.
 
     With the trivial group an ordinary ResNet-18 (pooling instead of strides); otherwise the
-    structure-removed control of METHODS §2 with :class:`EquivariantResNet18`'s shapes.
+    structure-removed control (docs/methods.md, Groups) with :class:`EquivariantResNet18`'s
+    shapes.
     """
 
     def __init__(

@@ -1,8 +1,8 @@
 """The equivariant CNN's non-equivariant twin: same layers, same activation shapes.
 
 With ``|G| > 1`` its channels are reshaped into a fake group axis, which is the
-"structure removed" control of METHODS §2; with the trivial group it is simply
-an ordinary CNN.
+"structure removed" control of H-SSL (docs/methods.md, Groups); with the trivial
+group it is simply an ordinary CNN.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """torchvision's ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool).
 
-The standard A-SSL backbone of solo-learn, E-SSL and EquiMod (METHODS §1). It is
-equivariant to nothing but translations; with a non-trivial group its last
+The standard A-SSL backbone of solo-learn, E-SSL and EquiMod (docs/methods.md, SimCLR).
+It is equivariant to nothing but translations; with a non-trivial group its last
 channels are reshaped into a fake group axis (the structure-removed control).
 
 Built from torchvision's ``BasicBlock`` the way torchvision's ``ResNet`` builds it (same

@@ -1,6 +1,6 @@
 """A target network that follows an online one by exponential moving average (BYOL).
 
-BYOL (Grill et al., NeurIPS 2020; METHODS §1, §5) regresses the online network's
+BYOL (Grill et al., NeurIPS 2020; docs/methods.md, BYOL) regresses the online network's
 predictions onto a slowly moving copy of itself: after each optimiser step the
 target's parameters become ``xi <- tau xi + (1 - tau) theta`` with the cosine schedule
 ``tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2``, from ``tau_base`` at step 0 to 1

@@ -1,4 +1,4 @@
-"""Equivariant pretext labels (Mukuta & Harada; METHODS §4, our design).
+"""Equivariant pretext labels (Mukuta & Harada 2023, arXiv:2303.04427; our design).
 
 The pretext task is to predict which group element ``g`` was applied to the
 input. The labels carry a group action, ``label(T_g x) = g . label(x)``, so the

@@ -1,4 +1,4 @@
-"""H-SSL: homomorphic self-supervised learning (Keller et al. 2023, arXiv:2211.16079).
+"""H-SSL: homomorphic self-supervised learning (Keller et al. 2023, arXiv:2211.08282).
 
 An equivariant backbone turns an input rotation into a permutation of the
 fiber axis, ``f(T_g x) = rho(g) f(x)``, so a view's group part can be read from

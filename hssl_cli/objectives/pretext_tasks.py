@@ -1,4 +1,6 @@
-"""Transformation-prediction pretext tasks for E-SSL (METHODS §3; Wang et al., NeurIPS 2024).
+"""Transformation-prediction pretext tasks for E-SSL (Wang et al., NeurIPS 2024).
+
+See docs/methods.md, E-SSL.
 
 A task has ``K`` transformations; label ``k`` selects one, and label ``0`` is always
 the identity, so an untouched image is one of the classes. ``apply(images, labels)``

@@ -1,8 +1,9 @@
 """The training engine: recipe in, checkpoints and metrics out.
 
 ``loop`` runs the epochs, ``schedule`` builds the optimiser (weight-decay groups) and the
-learning-rate schedule, ``state`` checks, restores and saves a run for ``--resume``, and
-``metrics`` writes ``metrics.jsonl`` and the progress text.
+learning-rate schedule, ``state`` checks, restores and saves a run for ``--resume``,
+``metrics`` makes the epoch's record and the progress text, and ``run_log`` writes the
+records (``metrics.jsonl``, TensorBoard).
 """
 
 from hssl_cli.training.loop import TrainResult, pretrain, select_device

@@ -6,7 +6,8 @@ per epoch. With several processes (torchrun; see :mod:`hssl_cli.distributed`) ea
 trains on its rows of every global batch, and rank 0 alone writes files and progress.
 
 The step loop never waits for the device: metrics are summed there, and the host reads
-them (and the NaN flag) at most every :data:`STATUS_SECONDS` and at the end of each epoch.
+them (and the NaN flag) at most every :data:`STATUS_SECONDS` and at the end of each epoch;
+per-step TensorBoard scalars (:mod:`hssl_cli.training.run_log`) are copied at those reads.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from hssl_cli.io import atomic_write_text
 from hssl_cli.progress import progress_bar
 from hssl_cli.run_files import CHECKPOINT_NAME, RECIPE_NAME, TRAIN_STATE_NAME
 from hssl_cli.runtime import autocast, check_precision, memory_format
-from hssl_cli.training.metrics import EpochMeter, append_metrics, epoch_line
+from hssl_cli.training.metrics import EpochMeter, epoch_line
 from hssl_cli.training.parallel import training_step
+from hssl_cli.training.run_log import RunLog, check_log_kinds
 from hssl_cli.training.schedule import learning_rate, make_optimizer, trainable_parameters
 from hssl_cli.training.state import (
     check_resumable,
@@ -164,12 +166,15 @@ def train_epoch(
     step: int,
     report: Callable[[int, str | None], None],
     here: World = distributed.SINGLE,
+    run_log: RunLog | None = None,
 ) -> tuple[dict[str, Any], int]:
     """One pass over the shuffled data in full global batches (this rank's rows of each);
     return the epoch's metrics record (means over every rank) and the new global step.
 
     ``report(steps, status)`` advances the progress by ``steps``; ``status`` is the new
     progress text, given at most every :data:`STATUS_SECONDS` (None in between).
+    ``run_log`` gets every step's values and writes them when the status is read and at
+    the epoch's end, so per-step logging adds no wait for the device.
 
     Raises :class:`TrainingDiverged` if a loss was NaN or infinite, naming the first such
     step. The check reads the device, so it runs with the status (every
@@ -186,6 +191,8 @@ def train_epoch(
     backbone.train()
     objective.train()
     meter = EpochMeter(batch_size)
+    if run_log is not None:
+        run_log.start_epoch()
     rate = float("nan")
     next_status = time.monotonic() + STATUS_SECONDS
     for images, labels in source.epoch(epoch, here.rank, here.size):
@@ -197,14 +204,20 @@ def train_epoch(
         step += 1
         objective.after_step(backbone, step, epochs * steps)
         meter.add(values)
+        if run_log is not None:
+            run_log.add_step(step, rate, values)
         status = None
         if time.monotonic() >= next_status:
             if here.size == 1:
                 _check_finite(meter, epoch)
             status = meter.status()
+            if run_log is not None:
+                run_log.flush_steps()
             next_status = time.monotonic() + STATUS_SECONDS
         report(1, status)
     _check_finite(meter, epoch, here)
+    if run_log is not None:
+        run_log.flush_steps()
     meter.sums = distributed.mean_over_ranks(meter.sums)
     return meter.record(epoch + 1, step, rate), step
 
@@ -238,6 +251,7 @@ def pretrain(
     here, device = distributed.start(device)
     quiet = quiet or not here.is_main
     check_resumable(out_dir, recipe, resume)
+    check_log_kinds(recipe.train.log)
     distributed.local_batch_size(recipe.train.batch_size, here.size)
     seed_everything(recipe.seed)
     source = open_batches(recipe.data, "train", recipe.train.batch_size, device, recipe.seed)
@@ -259,7 +273,8 @@ def pretrain(
         trainee.backbone.compile()
 
     last_loss = float("nan")
-    with progress_bar(quiet) as progress:
+    run_log = RunLog(out_dir, recipe, step, enabled=here.is_main)
+    with run_log, progress_bar(quiet) as progress:
         task = progress.add_task("pretrain", total=(epochs - start_epoch) * steps, status="")
         for epoch in range(start_epoch, epochs):
             description = f"epoch {epoch + 1}/{epochs}"
@@ -269,7 +284,9 @@ def pretrain(
                 progress.update(task, advance=advance, description=description, **fields)
 
             try:
-                record, step = train_epoch(trainee, recipe, source, epoch, step, report, here)
+                record, step = train_epoch(
+                    trainee, recipe, source, epoch, step, report, here, run_log
+                )
             except TrainingDiverged as err:
                 raise TrainingDiverged(
                     f"{err}; the last good checkpoint ({epoch} epochs) is intact in {out_dir}. "
@@ -289,7 +306,7 @@ def pretrain(
                     step,
                     shapes,
                 )
-                append_metrics(out_dir, record)
+                run_log.log_epoch(record)
             if not progress.disable:
                 progress.console.log(epoch_line(record, epochs))
     source.close()

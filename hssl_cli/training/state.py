@@ -45,7 +45,7 @@ def deferred_interrupt() -> Iterator[None]:
 
 def check_resumable(out_dir: Path, recipe: Recipe, resume: bool) -> None:
     """Refuse to overwrite a run without ``--resume``, and to resume with another recipe
-    (only ``train.epochs`` may change)."""
+    (only ``train.epochs`` and ``train.log`` may change)."""
     has_run = (out_dir / CHECKPOINT_NAME).exists() or (out_dir / TRAIN_STATE_NAME).exists()
     if has_run and not resume:
         raise HsslUserError(
@@ -55,12 +55,13 @@ def check_resumable(out_dir: Path, recipe: Recipe, resume: bool) -> None:
         stored = yaml.safe_load((out_dir / RECIPE_NAME).read_text())
         current = recipe.to_dict()
         for section in (stored, current):
-            section.get("train", {}).pop("epochs", None)
+            for key in ("epochs", "log"):
+                section.get("train", {}).pop(key, None)
         if stored != current:
             changed = sorted(k for k in current if current.get(k) != stored.get(k))
             raise HsslUserError(
                 f"--resume: the recipe differs from the run in {out_dir} (sections: "
-                f"{', '.join(changed)}); only train.epochs may change when resuming"
+                f"{', '.join(changed)}); only train.epochs and train.log may change when resuming"
             )
 
 

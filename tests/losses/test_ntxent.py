@@ -1,4 +1,4 @@
-"""NT-Xent against a slow reference loop and known values (METHODS §1)."""
+"""NT-Xent against a slow reference loop and known values (Chen et al. 2020, eq. 1)."""
 
 import math
 
@@ -10,7 +10,7 @@ from hssl_cli.losses import nt_xent, pair_accuracy
 
 
 def reference_nt_xent(views: list[torch.Tensor], temperature: float) -> float:
-    """The formula of METHODS §1 written as loops: anchors (i, a), positives (i, b != a)."""
+    """Chen et al.'s eq. 1 written as loops: anchors (i, a), positives (i, b != a)."""
     z = [F.normalize(v, dim=1) for v in views]
     batch, count = len(z[0]), len(z)
     total, terms = 0.0, 0

@@ -1,4 +1,4 @@
-"""Backbone contract and the equivariance the methods rely on (METHODS §0)."""
+"""Backbone contract and the equivariance the methods rely on (docs/methods.md, Groups)."""
 
 import pytest
 import torch

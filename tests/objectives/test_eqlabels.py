@@ -1,4 +1,5 @@
-"""Equivariant pretext labels: logits move with the input, invariant ones cannot (METHODS §4)."""
+"""Equivariant pretext labels (Mukuta & Harada 2023): logits move with the input, invariant
+ones cannot."""
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""EquiMod (METHODS §5): its losses, eqgain, the reduction to SimCLR/BYOL, and training steps."""
+"""EquiMod (Devillers & Lefort 2023): its losses, eqgain, the reduction to SimCLR/BYOL,
+and training steps."""
 
 from pathlib import Path
 

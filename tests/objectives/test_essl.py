@@ -1,4 +1,4 @@
-"""E-SSL: the add-on reduces to its base, explaining away flips the class term (METHODS §3)."""
+"""E-SSL: the add-on reduces to its base, explaining away flips the class term (docs/methods.md)."""
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""H-SSL: views from fibers equal input augmentations on an equivariant backbone (METHODS §2)."""
+"""H-SSL (Keller et al. 2023): views from fibers equal input augmentations on an
+equivariant backbone."""
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""Invariant contrastive loss: blind to each view's group element, unlike NT-Xent (METHODS §4)."""
+"""Invariant contrastive loss (Mukuta & Harada 2023): blind to each view's group element,
+unlike NT-Xent."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""E-SSL pretext tasks: each label is the transformation it names (METHODS §3)."""
+"""E-SSL pretext tasks: each label is the transformation it names (Wang et al. 2024)."""
 
 import itertools
 
