@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: install
 	rm -rf runs/demo
-	$(BIN)/hssl pretrain --recipe recipes/digits_rot4.yaml --out runs/demo
+	$(BIN)/hssl pretrain --recipe recipes/demo.yaml --out runs/demo
 	$(BIN)/hssl linear-probe runs/demo/checkpoint.safetensors --baseline
 	$(BIN)/hssl inspect-equivariance runs/demo/checkpoint.safetensors --plot runs/demo/equivariance.png
 
