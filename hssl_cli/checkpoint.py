@@ -20,24 +20,36 @@ from torch import nn
 
 from hssl_cli import __version__
 from hssl_cli.config import Recipe
-from hssl_cli.errors import HsslUserError
+from hssl_cli.errors import HsslUserError, clip, one_line
+from hssl_cli.integrity import DIGEST_KEY, content_digest, header_length
 from hssl_cli.io import atomic_path
 from hssl_cli.recipe import recipe_from_yaml
 
-CHECKPOINT_FORMAT = "hssl.checkpoint/1"
-TRAIN_STATE_FORMAT = "hssl.train_state/1"
+# /2 files carry an integrity digest (see hssl_cli.integrity); /1 files, written before,
+# have none and are still read, unchecked.
+CHECKPOINT_FORMAT = "hssl.checkpoint/2"
+TRAIN_STATE_FORMAT = "hssl.train_state/2"
+UNCHECKED_FORMATS = {
+    CHECKPOINT_FORMAT: "hssl.checkpoint/1",
+    TRAIN_STATE_FORMAT: "hssl.train_state/1",
+}
+MAX_RECIPE_CHARS = 2**20  # a resolved recipe is a few kilobytes
+MAX_INPUT_SIDE = 2**16
 CUDA_RNG_PREFIX = "rng.cuda."
 BACKBONE_PREFIX = "backbone."
 OBJECTIVE_PREFIX = "objective."
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
-    """Write a safetensors file atomically (see :func:`hssl_cli.io.atomic_path`)."""
+    """Write a safetensors file atomically (see :func:`hssl_cli.io.atomic_path`), with the
+    digest of its content in the metadata so :func:`read_safetensors` can tell a damaged
+    file."""
     from safetensors.torch import save_file
 
     # A copy each: escnn shares basis buffers between layers, and safetensors refuses
     # tensors that share memory.
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    metadata = {**metadata, DIGEST_KEY: content_digest(tensors, metadata)}
     with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=metadata)
 
@@ -52,29 +64,54 @@ def canonical_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def read_safetensors(path: Path, expected_format: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load tensors and metadata, turning every kind of bad file into a user error."""
+    """Load tensors and metadata (without the digest), turning every kind of bad file into
+    a one-line user error: the header length is checked before the header is parsed, and
+    the content against its digest before anything is used.
+
+    Files of the older format named in :data:`UNCHECKED_FORMATS` (written before hssl
+    stored digests) still load, unchecked; a file of the current format must carry its
+    digest, so a bit flip in the digest's key cannot pass the file off as an old one.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     what = "checkpoint" if expected_format == CHECKPOINT_FORMAT else "training state"
+    fix = (
+        "re-run pretrain or copy the file again"
+        if what == "checkpoint"
+        else "resume from an intact copy of the run folder or start a new run with another --out"
+    )
     if not path.is_file():
         raise HsslUserError(f"{what} not found: {path} (pass the checkpoint.safetensors of a run)")
     try:
+        header_length(path)
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as handle:
             metadata = dict(handle.metadata() or {})
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
+    except (SafetensorError, OSError, ValueError) as err:  # DamagedFile is a ValueError
         raise HsslUserError(
-            f"{path} is not a readable safetensors {what} ({str(err).splitlines()[0][:80]}); "
+            f"{path} is not a readable safetensors {what} ({clip(one_line(err), 120)}); "
             "pass the checkpoint.safetensors written by 'hssl pretrain'"
         ) from None
-    if metadata.get("format") != expected_format:
+    found = metadata.get("format")
+    unchecked = UNCHECKED_FORMATS.get(expected_format)
+    if found is None or found not in (expected_format, unchecked):
+        shown = clip(repr(found), 80)
         raise HsslUserError(
-            f"{path} is a safetensors file but not an hssl {what} (format "
-            f"{metadata.get('format')!r}); pass a file written by 'hssl pretrain'"
+            f"{path} is a safetensors file but not an hssl {what} (format {shown}); "
+            "pass a file written by 'hssl pretrain'"
         )
+    stored = metadata.pop(DIGEST_KEY, None)
+    if found != unchecked or stored is not None:
+        if stored is None:
+            raise HsslUserError(f"{path} lacks the {DIGEST_KEY} of its content (damaged); {fix}")
+        if stored != content_digest(tensors, metadata):
+            raise HsslUserError(
+                f"{path} is damaged: its content does not match the {DIGEST_KEY} stored in it "
+                f"(a corrupted copy or an edited file); {fix}"
+            )
     return tensors, metadata
 
 
@@ -115,16 +152,31 @@ class Checkpoint:
 
 
 def read_checkpoint(path: str | Path, overrides: list[str] | None = None) -> Checkpoint:
+    """The checkpoint's recipe, epoch and tensors; metadata an intact file cannot hold (a
+    file from before digests, or one edited with its digest recomputed) is refused."""
     tensors, metadata = read_safetensors(Path(path), CHECKPOINT_FORMAT)
     try:
-        recipe = recipe_from_yaml(metadata["recipe"], overrides)
+        if len(metadata.get("recipe", "")) > MAX_RECIPE_CHARS:
+            raise ValueError(f"a recipe of {len(metadata['recipe']):,} characters")
         epoch = int(metadata["epoch"])
-        json.loads(metadata["feature_shapes"])["input"]
-    except (KeyError, ValueError) as err:
+        shape = json.loads(metadata["feature_shapes"])["input"]
+        if epoch < 0 or not _is_image_shape(shape):
+            raise ValueError(f"epoch {epoch}, input shape {clip(repr(shape), 60)}")
+        recipe = recipe_from_yaml(metadata["recipe"], overrides)
+    except (KeyError, ValueError, TypeError) as err:
         raise HsslUserError(
-            f"checkpoint {path} has damaged metadata ({err}); re-run pretrain"
+            f"checkpoint {path} has damaged metadata ({clip(one_line(err), 120)}); re-run pretrain"
         ) from None
     return Checkpoint(recipe, epoch, metadata, tensors)
+
+
+def _is_image_shape(shape: Any) -> bool:
+    """``[channels, height, width]`` of positive integers."""
+    return (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(type(side) is int and 0 < side <= MAX_INPUT_SIDE for side in shape)
+    )
 
 
 def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
@@ -179,8 +231,17 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], layout: str) -> dict[
     return {"state": state, "param_groups": parsed["param_groups"]}
 
 
-def save_train_state(path: Path, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> None:
+def save_train_state(
+    path: Path,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    step: int,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra_metadata: dict[str, str] | None = None,
+) -> None:
+    """Optimiser, RNG, epoch and step, plus what the trainer adds (weights, position)."""
     tensors, layout = _flatten_optimizer(optimizer.state_dict())
+    tensors |= extra_tensors or {}
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for index, rng in enumerate(torch.cuda.get_rng_state_all()):
@@ -191,7 +252,7 @@ def save_train_state(path: Path, optimizer: torch.optim.Optimizer, epoch: int, s
         "epoch": str(epoch),
         "step": str(step),
         "optimizer": layout,
-    }
+    } | (extra_metadata or {})
     atomic_save(tensors, metadata, path)
 
 
@@ -208,6 +269,13 @@ def cuda_rng_keys(keys: Iterable[str]) -> list[str]:
 def load_train_state(path: Path, optimizer: torch.optim.Optimizer) -> tuple[int, int]:
     """Restore optimiser and RNG; return (finished epoch, global step)."""
     tensors, metadata = read_safetensors(path, TRAIN_STATE_FORMAT)
+    return restore_train_state(tensors, metadata, optimizer, path)
+
+
+def restore_train_state(
+    tensors: dict[str, torch.Tensor], metadata: dict, optimizer: torch.optim.Optimizer, path: Path
+) -> tuple[int, int]:
+    """Restore optimiser and RNG from a read training state; return (epoch, global step)."""
     try:
         optimizer.load_state_dict(_unflatten_optimizer(tensors, metadata["optimizer"]))
     except ValueError as err:  # another number or size of parameter groups

@@ -20,19 +20,37 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
+    StrictBool,
     StrictInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from hssl_cli.data import DATASETS, STREAMABLE
+from hssl_cli.data import DATASETS, NATIVE_SHAPES, STREAMABLE
+from hssl_cli.errors import clip
 from hssl_cli.groups import GROUP_NAME_HELP, Group, check_group_name, get_group
-from hssl_cli.models import BACKBONE_CHECKS, BACKBONES
+from hssl_cli.models import BACKBONE_CHECKS, BACKBONES, feature_map_side
 from hssl_cli.objectives import PRETEXT_TASKS
+
+# A number: an int or a float, finite. Not ``true`` (YAML's booleans are ints to Python)
+# nor a string such as "0.1", which a lax float would take without a word.
+Real = Annotated[float, Strict(), AllowInfNan(False)]
+
+# Upper bounds far above any run a machine can hold, so that a slip (a width of 10**30, an
+# image side of a million) is refused at validation rather than crashing an allocation.
+MAX_IMAGE_SIDE = 4096
+MAX_FIELDS = 4096  # regular fields of one backbone stage
+MAX_STAGES = 12
+MAX_WIDTH = 65_536  # widths of heads and projectors
+MAX_BATCH = 65_536
+MAX_COUNT = 10**9  # images, steps, epochs
+MAX_SEED = 2**32 - 1  # numpy's and most libraries' seed range
 
 
 def check_registered(kind: str, name: str, registry: Iterable[str]) -> str:
@@ -40,9 +58,9 @@ def check_registered(kind: str, name: str, registry: Iterable[str]) -> str:
     known = sorted(registry)
     if name in known:
         return name
-    close = difflib.get_close_matches(str(name), known, n=1)
+    close = difflib.get_close_matches(clip(str(name)), known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ValueError(f"unknown {kind} {name!r}; {hint}known: {', '.join(known)}")
+    raise ValueError(f"unknown {kind} {clip(repr(name))}; {hint}known: {', '.join(known)}")
 
 
 def registered(kind: str, registry: Iterable[str]) -> AfterValidator:
@@ -67,21 +85,29 @@ def describe_error(error: dict[str, Any], known_keys: list[str], noun: str = "re
 
     ``known_keys`` are the keys accepted where an unknown key was found, for the hint.
     """
-    parts = error_key(error)
-    key = ".".join(parts)
+    parts = error_key(error) or [str(part) for part in error["loc"]] or [""]
+    key = clip(".".join(parts))
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(parts[-1], known_keys, n=1, cutoff=0.6)
         if close:
-            hint = f"did you mean '{'.'.join([*parts[:-1], close[0]])}'?"
+            hint = f"did you mean '{clip('.'.join([*parts[:-1], close[0]]))}'?"
         else:
             hint = f"known keys here: {', '.join(known_keys)}"
         return f"unknown {noun} key '{key}'; {hint}"
-    message = error["msg"].removeprefix("Value error, ")
+    message = clip(error["msg"].removeprefix("Value error, "), 300)
     given = error.get("input")
-    shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
+    shown = f" (got {_shown(given)})" if given is not None and not isinstance(given, dict) else ""
     if not key:
         return message
     return f"bad {noun} value for '{key}': {message}{shown}"
+
+
+def _shown(value: Any) -> str:
+    """A value's repr for an error line, cut short (values are bounded: see safe_yaml)."""
+    try:
+        return clip(repr(value))
+    except ValueError:  # an int too long for str()
+        return f"a {type(value).__name__} too long to show"
 
 
 def first_error(err: ValidationError) -> tuple[dict[str, Any], str]:
@@ -107,23 +133,32 @@ class DataConfig(Section):
     root: str | None = Field(
         None, description="Folder holding the data set's files (torchvision sets, imagefolder)."
     )
-    download: bool = Field(
+    download: StrictBool = Field(
         False, description="Let torchvision download a missing data set into data.root."
     )
     image_size: StrictInt | None = Field(
-        default=None, gt=0, description="Resize images to this side in pixels; null: native."
+        default=None,
+        gt=0,
+        le=MAX_IMAGE_SIDE,
+        description="Resize images to this side in pixels; null: native.",
     )
     path: str | None = Field(None, description="npz: the .npz file with x (images), y (labels).")
     test_path: str | None = Field(
         None, description="npz: a separate test .npz; null splits data.path (test_fraction)."
     )
     limit_train: StrictInt | None = Field(
-        default=None, gt=0, description="Train on a fixed random subset this large; null: all."
+        default=None,
+        gt=0,
+        le=MAX_COUNT,
+        description="Train on a fixed random subset this large; null: all.",
     )
     limit_test: StrictInt | None = Field(
-        default=None, gt=0, description="Test on a fixed random subset this large; null: all."
+        default=None,
+        gt=0,
+        le=MAX_COUNT,
+        description="Test on a fixed random subset this large; null: all.",
     )
-    test_fraction: float = Field(
+    test_fraction: Real = Field(
         default=0.2,
         gt=0.0,
         lt=1.0,
@@ -135,8 +170,22 @@ class DataConfig(Section):
         "or stream when it would not fit (auto).",
     )
     workers: StrictInt = Field(
-        default=4, ge=0, description="imagefolder: DataLoader processes that decode images."
+        default=4, ge=0, le=256, description="imagefolder: DataLoader processes that decode images."
     )
+
+    @field_validator("in_memory", mode="before")
+    @classmethod
+    def _bool_not_number(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError("data.in_memory is auto, true or false")
+        return value
+
+    @field_validator("root", "path", "test_path")
+    @classmethod
+    def _usable_path(cls, path: str | None) -> str | None:
+        if path is not None and "\0" in path:
+            raise ValueError("a path cannot hold a NUL character")
+        return path
 
     @model_validator(mode="after")
     def _streams_only_folders(self) -> DataConfig:
@@ -157,15 +206,22 @@ class ModelConfig(Section):
         "equivariant",
         description="escnn layers (equivariant) or plain ones of the same shapes (the control).",
     )
-    widths: list[StrictInt] = Field(
+    widths: list[Annotated[StrictInt, Field(ge=1, le=MAX_FIELDS)]] = Field(
         default_factory=lambda: [8, 16, 32],
         min_length=1,
+        max_length=MAX_STAGES,
         description="cnn: regular fields per stage (channels = width x |G|).",
     )
     convs_per_stage: StrictInt = Field(
-        default=1, ge=1, description="cnn: convolutions (each with batch norm, ReLU) per stage."
+        default=1,
+        ge=1,
+        le=64,
+        description="cnn: convolutions (each with batch norm, ReLU) per stage.",
     )
-    kernel_size: StrictInt = Field(default=3, ge=1, description="Convolution kernel side (odd).")
+    # escnn's kernel basis grows with the kernel's area: 15 keeps building it in seconds.
+    kernel_size: StrictInt = Field(
+        default=3, ge=1, le=15, description="Convolution kernel side (odd)."
+    )
     group_pool: Literal["max", "mean"] = Field(
         "max", description="How the invariant features pool the group axis."
     )
@@ -174,8 +230,8 @@ class ModelConfig(Section):
         "params",
         description="e2resnet18: match ResNet-18's parameter count or its activations per stage.",
     )
-    width_multiplier: float = Field(
-        default=1.0, gt=0, description="ResNet backbones: scale every stage's width."
+    width_multiplier: Real = Field(
+        default=1.0, gt=0, le=64, description="ResNet backbones: scale every stage's width."
     )
 
     @field_validator("group")
@@ -207,22 +263,22 @@ class ModelConfig(Section):
 class AugmentConfig(Section):
     """Base (non-group) augmentations, SimCLR's CIFAR pipeline by default (Chen et al. 2020)."""
 
-    crop_scale: tuple[float, float] = Field(
+    crop_scale: tuple[Real, Real] = Field(
         (0.2, 1.0), description="Random resized crop: the range of its area (share of the image)."
     )
-    crop_ratio: tuple[float, float] = Field(
+    crop_ratio: tuple[Real, Real] = Field(
         (3 / 4, 4 / 3), description="Random resized crop: the range of its aspect ratio."
     )
-    hflip: float = Field(default=0.5, ge=0, le=1, description="Probability of a horizontal flip.")
-    jitter: tuple[float, float, float, float] = Field(
+    hflip: Real = Field(default=0.5, ge=0, le=1, description="Probability of a horizontal flip.")
+    jitter: tuple[Real, Real, Real, Real] = Field(
         (0.4, 0.4, 0.4, 0.1),
         description="Colour jitter strengths: brightness, contrast, saturation, hue.",
     )
-    jitter_p: float = Field(default=0.8, ge=0, le=1, description="Probability of colour jitter.")
-    grayscale: float = Field(
+    jitter_p: Real = Field(default=0.8, ge=0, le=1, description="Probability of colour jitter.")
+    grayscale: Real = Field(
         default=0.2, ge=0, le=1, description="Probability of turning a colour image grey."
     )
-    group_element: bool = Field(
+    group_element: StrictBool = Field(
         False, description="Transform each view by a random element of model.group."
     )
 
@@ -232,6 +288,28 @@ class AugmentConfig(Section):
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError("crop_scale must be [min, max] with 0 < min <= max <= 1")
         return scale
+
+    @field_validator("crop_ratio")
+    @classmethod
+    def _ratio_range(cls, ratio: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < ratio[0] <= ratio[1] or ratio[1] / ratio[0] > 1e6:
+            raise ValueError(
+                "crop_ratio must be [min, max] width/height ratios with 0 < min <= max "
+                "(e.g. [0.75, 1.333])"
+            )
+        return ratio
+
+    @field_validator("jitter")
+    @classmethod
+    def _jitter_strengths(
+        cls, jitter: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
+        if min(jitter) < 0 or jitter[3] > 0.5:
+            raise ValueError(
+                "jitter is [brightness, contrast, saturation, hue], each >= 0, hue <= 0.5 "
+                "(a hue shift of half the colour wheel)"
+            )
+        return jitter
 
 
 class ExtendedAugmentConfig(AugmentConfig):
@@ -246,15 +324,18 @@ class ExtendedAugmentConfig(AugmentConfig):
     jitter_order: Literal["fixed", "random"] = Field(
         "fixed", description="Colour jitter's order: fixed, or random per image (torchvision's)."
     )
-    blur: float = Field(default=0.0, ge=0, le=1, description="Probability of a Gaussian blur.")
-    blur_sigma: tuple[float, float] = Field(
+    blur: Real = Field(default=0.0, ge=0, le=1, description="Probability of a Gaussian blur.")
+    blur_sigma: tuple[Real, Real] = Field(
         (0.1, 2.0), description="The range of the blur's standard deviation, in pixels."
     )
     blur_kernel_size: StrictInt | None = Field(
-        default=None, ge=1, description="Blur kernel side (odd); null: about 10% of the image."
+        default=None,
+        ge=1,
+        le=2 * MAX_IMAGE_SIDE - 1,
+        description="Blur kernel side (odd); null: about 10% of the image.",
     )
-    solarize: float = Field(default=0.0, ge=0, le=1, description="Probability of solarization.")
-    solarize_threshold: float = Field(
+    solarize: Real = Field(default=0.0, ge=0, le=1, description="Probability of solarization.")
+    solarize_threshold: Real = Field(
         default=0.5, ge=0, le=1, description="Solarization inverts pixels at or above this."
     )
 
@@ -278,42 +359,59 @@ class ExtendedAugmentConfig(AugmentConfig):
 
 class OptimConfig(Section):
     name: Literal["sgd", "adamw"] = Field("adamw", description="The optimiser.")
-    lr: float = Field(
+    lr: Real = Field(
         default=1e-3, gt=0, description="Peak learning rate (linear warm-up, then cosine decay)."
     )
-    weight_decay: float = Field(default=1e-4, ge=0, description="Weight decay.")
+    weight_decay: Real = Field(default=1e-4, ge=0, description="Weight decay.")
     # Off as in solo-learn and lightly; true restores hssl 0.1's behaviour.
-    decay_norm_and_bias: bool = Field(
+    decay_norm_and_bias: StrictBool = Field(
         False, description="Decay norm-layer and bias parameters too."
     )
-    momentum: float = Field(default=0.9, ge=0, lt=1, description="sgd: momentum.")
-    warmup_epochs: float = Field(
-        default=0.0, ge=0, description="Epochs of linear learning-rate warm-up (may be fractional)."
+    momentum: Real = Field(default=0.9, ge=0, lt=1, description="sgd: momentum.")
+    warmup_epochs: Real = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_COUNT,
+        description="Epochs of linear learning-rate warm-up (may be fractional).",
     )
-    min_lr_ratio: float = Field(
+    min_lr_ratio: Real = Field(
         default=0.0, ge=0, le=1, description="The cosine decay ends at this share of optim.lr."
     )
 
 
 class TrainConfig(Section):
     epochs: StrictInt = Field(
-        default=10, ge=0, description="Passes over the data; 0 saves the random-init encoder."
+        default=10,
+        ge=0,
+        le=MAX_COUNT,
+        description="Passes over the data; 0 saves the random-init encoder.",
     )
     # With N processes each takes batch_size / N, so a recipe means the same on one device
     # or eight.
     batch_size: StrictInt = Field(
-        default=128, ge=2, description="The global batch, split evenly over the processes."
+        default=128,
+        ge=2,
+        le=MAX_BATCH,
+        description="The global batch, split evenly over the processes.",
     )
-    grad_clip: float | None = Field(
+    grad_clip: Real | None = Field(
         default=None, gt=0, description="Clip the gradients' global norm to this; null: no clip."
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Autocast precision of the forward pass (losses stay fp32)."
     )
-    channels_last: bool = Field(False, description="Weights and batches in channels-last layout.")
-    compile: bool = Field(False, description="torch.compile the backbone.")
+    channels_last: StrictBool = Field(
+        False, description="Weights and batches in channels-last layout."
+    )
+    compile: StrictBool = Field(False, description="torch.compile the backbone.")
+    checkpoint_every_steps: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="Also save the training state every this many steps within an epoch "
+        "(and on SIGTERM/SIGINT/SIGUSR1), so --resume continues mid-epoch; null: epoch ends only.",
+    )
     # escnn's batch norms included. No effect in one process.
-    sync_batchnorm: bool | None = Field(
+    sync_batchnorm: StrictBool | None = Field(
         None,
         description="Batch-norm statistics over the global batch with several processes "
         "(null or true: on; false: per process).",
@@ -338,16 +436,21 @@ class TrainConfig(Section):
 
 class ProbeConfig(Section):
     steps: StrictInt = Field(
-        default=100, ge=1, description="L-BFGS iterations of the linear probe (cached features)."
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="L-BFGS iterations of the linear probe (cached features).",
     )
-    weight_decay: float = Field(
+    weight_decay: Real = Field(
         default=1e-4, ge=0, description="L2 penalty on the linear probe's weights."
     )
     batch_size: StrictInt = Field(
-        default=512, ge=1, description="Batch size of the probe's feature extraction."
+        default=512, ge=1, le=MAX_BATCH, description="Batch size of the probe's feature extraction."
     )
-    knn_k: StrictInt = Field(default=200, ge=1, description="Neighbours of the weighted kNN.")
-    knn_temperature: float = Field(
+    knn_k: StrictInt = Field(
+        default=200, ge=1, le=MAX_COUNT, description="Neighbours of the weighted kNN."
+    )
+    knn_temperature: Real = Field(
         default=0.1, gt=0, description="The kNN weighs neighbours by exp(similarity / this)."
     )
 
@@ -372,17 +475,17 @@ class ProjectorFields(MethodConfig):
     """A projection head ``features -> hidden -> out`` (SimCLR's 512-2048-128 on CIFAR)."""
 
     projector_hidden_dim: StrictInt = Field(
-        default=512, ge=1, description="Hidden width of the projection head."
+        default=512, ge=1, le=MAX_WIDTH, description="Hidden width of the projection head."
     )
     projector_out_dim: StrictInt = Field(
-        default=128, ge=1, description="Output width of the projection head."
+        default=128, ge=1, le=MAX_WIDTH, description="Output width of the projection head."
     )
 
 
 class TemperatureFields(MethodConfig):
     """NT-Xent's temperature."""
 
-    temperature: float = Field(default=0.5, gt=0, description="NT-Xent's temperature.")
+    temperature: Real = Field(default=0.5, gt=0, description="NT-Xent's temperature.")
 
 
 class FiberBundleFields(MethodConfig):
@@ -391,6 +494,7 @@ class FiberBundleFields(MethodConfig):
     fiber_bundle_size: StrictInt = Field(
         default=1,
         ge=1,
+        le=MAX_IMAGE_SIDE,
         description="Fibers a view pools: |G0|, the elements nearest the identity "
         "(hssl translation: the window side).",
     )
@@ -432,9 +536,9 @@ class BootstrapFields(MethodConfig):
     """BYOL's predictor ``out -> hidden -> out`` and moving-average target."""
 
     predictor_hidden_dim: StrictInt = Field(
-        default=512, ge=1, description="Hidden width of BYOL's predictor."
+        default=512, ge=1, le=MAX_WIDTH, description="Hidden width of BYOL's predictor."
     )
-    base_momentum: float = Field(
+    base_momentum: Real = Field(
         default=0.99,
         ge=0,
         le=1,
@@ -474,13 +578,14 @@ class HsslConfig(ProjectorFields, TemperatureFields, FiberBundleFields, Optional
     spread: StrictInt | None = Field(
         default=None,
         ge=1,
+        le=MAX_IMAGE_SIDE,
         description="Two views lie within the spread elements nearest the identity "
         "(translation: offsets up to spread); null: anywhere.",
     )
     base_loss: Literal["infonce", "vicreg"] = Field(
         "infonce", description="The loss on the views: NT-Xent (infonce) or VICReg."
     )
-    all_fibers_positive: bool = Field(
+    all_fibers_positive: StrictBool = Field(
         False, description="Every position of both views is a positive, not one sampled pair."
     )
 
@@ -524,20 +629,18 @@ class VicregConfig(ProjectorFields, ReadoutFields, TwoViewFields):
 
     name: Literal["vicreg"] = "vicreg"
     projector_out_dim: StrictInt = Field(
-        default=512, ge=1, description="Output width of the projection head."
+        default=512, ge=1, le=MAX_WIDTH, description="Output width of the projection head."
     )
     expander_layers: StrictInt = Field(
-        default=3, ge=2, description="Linear layers of the expander."
+        default=3, ge=2, le=16, description="Linear layers of the expander."
     )
-    invariance_weight: float = Field(
+    invariance_weight: Real = Field(
         default=25.0, ge=0, description="Weight of the invariance (mean squared error) term."
     )
-    variance_weight: float = Field(
+    variance_weight: Real = Field(
         default=25.0, ge=0, description="Weight of the variance (standard deviation hinge) term."
     )
-    covariance_weight: float = Field(
-        default=1.0, ge=0, description="Weight of the covariance term."
-    )
+    covariance_weight: Real = Field(default=1.0, ge=0, description="Weight of the covariance term.")
 
 
 class ByolConfig(ProjectorFields, ReadoutFields, TwoViewFields, BootstrapFields):
@@ -573,17 +676,17 @@ class EquimodConfig(ProjectorFields, TemperatureFields, ReadoutFields, Bootstrap
     second_augment: ExtendedAugmentConfig | None = Field(
         None, description="The second view's own augmentations; null: as augment."
     )
-    equivariant_weight: float = Field(
+    equivariant_weight: Real = Field(
         default=1.0, ge=0, description="Weight of the equivariant loss; 0 skips its branch."
     )
-    equivariant_temperature: float = Field(
+    equivariant_temperature: Real = Field(
         default=0.2, gt=0, description="NT-Xent temperature of the equivariant loss."
     )
     equivariant_hidden_dim: StrictInt = Field(
-        default=512, ge=1, description="Hidden width of the equivariant projector."
+        default=512, ge=1, le=MAX_WIDTH, description="Hidden width of the equivariant projector."
     )
     equivariant_dim: StrictInt = Field(
-        default=128, ge=1, description="Width of the equivariant embedding."
+        default=128, ge=1, le=MAX_WIDTH, description="Width of the equivariant embedding."
     )
 
     def check(self, recipe: Recipe) -> None:
@@ -610,7 +713,7 @@ class InvcontrastConfig(ProjectorFields, TemperatureFields, TwoViewFields):
     pooling: Literal["max", "logsumexp"] = Field(
         "max", description="How similarity pools over the group orbit (logsumexp: a smooth max)."
     )
-    pooling_temperature: float = Field(
+    pooling_temperature: Real = Field(
         default=0.1, gt=0, description="Temperature of the logsumexp pooling."
     )
 
@@ -625,7 +728,10 @@ class EqlabelsConfig(OptionalAugmentFields):
         "invariant features (the control).",
     )
     head_hidden_dim: StrictInt | None = Field(
-        default=None, ge=1, description="equivariant head: hidden width; null: linear."
+        default=None,
+        ge=1,
+        le=MAX_WIDTH,
+        description="equivariant head: hidden width; null: linear.",
     )
 
     def check(self, recipe: Recipe) -> None:
@@ -663,18 +769,21 @@ class EsslConfig(OptionalAugmentFields):
     task: Annotated[str, registered("pretext task", PRETEXT_TASKS)] = Field(
         "rotation4", description=f"The pretext task: {', '.join(PRETEXT_TASKS)}."
     )
-    weight: float = Field(default=1.0, ge=0, description="Weight of the pretext cross-entropy.")
+    weight: Real = Field(default=1.0, ge=0, description="Weight of the pretext cross-entropy.")
     label_sampling: Literal["all", "random"] = Field(
         "all", description="Every transformation of every image, or one random one each."
     )
     crop_size: StrictInt | None = Field(
-        default=None, ge=2, description="Resize the pretext view to this side; null: keep it."
+        default=None,
+        ge=2,
+        le=MAX_IMAGE_SIDE,
+        description="Resize the pretext view to this side; null: keep it.",
     )
     head_grid: StrictInt = Field(
-        default=2, ge=1, description="The head reads the pooled map on a grid this wide."
+        default=2, ge=1, le=64, description="The head reads the pooled map on a grid this wide."
     )
     head_hidden_dim: StrictInt = Field(
-        default=2048, ge=1, description="Hidden width of the pretext head."
+        default=2048, ge=1, le=MAX_WIDTH, description="Hidden width of the pretext head."
     )
     base: str = Field(
         "none", description="The method the pretext loss is added to, or none (alone)."
@@ -685,11 +794,11 @@ class EsslConfig(OptionalAugmentFields):
     explaining_away: Literal["none", "add", "eliminate"] = Field(
         "none", description="Add or subtract (gradient reversal) a class cross-entropy."
     )
-    class_weight: float = Field(
+    class_weight: Real = Field(
         default=1.0, ge=0, description="Weight of the explaining-away class term."
     )
     class_count: StrictInt = Field(
-        default=10, ge=2, description="Classes of the explaining-away head."
+        default=10, ge=2, le=MAX_WIDTH, description="Classes of the explaining-away head."
     )
 
     @model_validator(mode="before")
@@ -714,6 +823,8 @@ class EsslConfig(OptionalAugmentFields):
             )
         if isinstance(nested, MethodConfig):
             nested = nested.model_dump()
+        if nested is not None and not isinstance(nested, dict):
+            raise ValueError("method.base_method is a section of the base method's options")
         nested = dict(nested or {})
         if nested.setdefault("name", base) != base:
             raise ValueError(
@@ -779,6 +890,8 @@ def _method_named(raw: Any) -> Any:
     """Default ``name`` to hssl and check it first, for a "did you mean" on a typo."""
     if isinstance(raw, MethodConfig):
         return raw
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError("method is a section of options (name: hssl, temperature: ...)")
     raw = dict(raw or {})
     raw["name"] = check_registered("method", raw.get("name", "hssl"), METHOD_CONFIGS)
     return raw
@@ -802,7 +915,9 @@ class Recipe(Section):
     probe: ProbeConfig = Field(
         default_factory=ProbeConfig, description="Linear probe and kNN on frozen features."
     )
-    seed: StrictInt = Field(0, description="Seed of weights, shuffling and random draws.")
+    seed: StrictInt = Field(
+        0, ge=0, le=MAX_SEED, description="Seed of weights, shuffling and random draws."
+    )
 
     @field_validator("method", mode="before")
     @classmethod
@@ -811,6 +926,7 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
+        check_model_takes_images(self)
         self.method.check(self)
         return self
 
@@ -819,6 +935,44 @@ class Recipe(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def check_model_takes_images(recipe: Recipe) -> None:
+    """Refuse image sides the backbone's down-sampling would shrink to nothing.
+
+    Checked where the side is known without the files: ``data.image_size`` or the data
+    set's native side, and E-SSL's pretext view (``method.crop_size``).
+    """
+    native = NATIVE_SHAPES.get(recipe.data.name)
+    sides = {}
+    if recipe.data.image_size is not None:
+        sides["data.image_size"] = recipe.data.image_size
+    elif native is not None:
+        sides[f"data.name={recipe.data.name} (native size)"] = min(native[1:])
+    crop_size = getattr(recipe.method, "crop_size", None)
+    if crop_size is not None:
+        sides["method.crop_size"] = crop_size
+    model = recipe.model
+    for key, side in sides.items():
+        if feature_map_side(model, side) >= 1:
+            continue
+        smallest = next(
+            (s for s in range(side, MAX_IMAGE_SIDE + 1) if feature_map_side(model, s)), None
+        )
+        stages = f" with {len(model.widths)} stages" if model.backbone == "cnn" else ""
+        raise ValueError(
+            f"{key}={side} is too small for backbone {model.backbone}{stages}: its "
+            f"down-sampling needs images of at least {smallest}x{smallest} pixels; use larger "
+            "images" + (" or fewer model.widths" if stages else "")
+        )
+    hssl = recipe.method
+    if isinstance(hssl, HsslConfig) and hssl.fibers == "translation" and sides:
+        side = feature_map_side(model, min(sides.values()))
+        if hssl.fiber_bundle_size > side:
+            raise ValueError(
+                f"method.fiber_bundle_size={hssl.fiber_bundle_size} exceeds the {side}x{side} "
+                "feature map; use a smaller window for translation fibers"
+            )
 
 
 def keys_at(path: list[str], method_name: str = "hssl") -> list[str]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from hssl_cli.errors import HsslUserError
+from hssl_cli.errors import HsslUserError, clip
 from hssl_cli.groups import Group, GroupElement, rotate_by_angle, rotate_images
 from hssl_cli.models.backbone import Backbone
 from hssl_cli.runtime import autocast_dtype, inference
@@ -274,17 +274,27 @@ def _rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
     return rotate_by_angle(images, math.radians(degrees))
 
 
+MAX_SWEEP_ANGLES = 3600
+
+
 def parse_angles(text: str) -> list[float]:
     """``START:STOP:STEP`` in degrees (STOP excluded) -> list of angles."""
+    shown = clip(repr(text), 60)
     try:
         start, stop, step = (float(part) for part in text.split(":"))
     except ValueError:
         raise HsslUserError(
-            f"--angles {text!r} is not START:STOP:STEP in degrees (e.g. 0:360:15)"
+            f"--angles {shown} is not START:STOP:STEP in degrees (e.g. 0:360:15)"
         ) from None
+    if not all(math.isfinite(value) for value in (start, stop, step)):
+        raise HsslUserError(f"--angles {shown}: START, STOP and STEP must be finite numbers")
     if step <= 0 or stop <= start:
-        raise HsslUserError(f"--angles {text!r}: need STOP > START and STEP > 0 (e.g. 0:360:15)")
-    count = math.ceil((stop - start) / step - 1e-9)
-    if count > 3600:
-        raise HsslUserError(f"--angles {text!r} asks for {count} angles; use a larger STEP")
+        raise HsslUserError(f"--angles {shown}: need STOP > START and STEP > 0 (e.g. 0:360:15)")
+    steps = (stop - start) / step  # inf when it overflows
+    count = math.ceil(steps - 1e-9) if math.isfinite(steps) else None
+    if count is None or count > MAX_SWEEP_ANGLES:
+        asked = "more angles than a float counts" if count is None else f"{count} angles"
+        raise HsslUserError(
+            f"--angles {shown} asks for {asked} (at most {MAX_SWEEP_ANGLES}); use a larger STEP"
+        )
     return [round(start + i * step, 6) for i in range(count)]

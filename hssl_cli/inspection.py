@@ -16,6 +16,8 @@ from hssl_cli.groups import get_group
 from hssl_cli.models.backbone import Backbone
 from hssl_cli.runtime import check_precision, inference_precision, to_device
 
+MAX_SAMPLES = 4096
+
 
 @dataclass
 class Inspection:
@@ -96,8 +98,13 @@ def inspect_model(
     from hssl_cli.data import channel_stats
     from hssl_cli.models import build_backbone
 
-    if samples < 1:
-        raise HsslUserError(f"--samples {samples}: need at least 1 image")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise HsslUserError(
+            f"--samples {samples}: give 1 to {MAX_SAMPLES} images (all go through the model "
+            "at once; a relative error settles long before the limit)"
+        )
+    if group_name is not None:
+        get_group(group_name)  # a typo refused before the model is built
     source, recipe, backbone, shape = _model_from(checkpoint, recipe_path, overrides)
     chosen = inference_precision(precision, recipe.train.precision, device)
     check_precision(device, chosen, "--precision")

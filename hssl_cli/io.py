@@ -93,3 +93,16 @@ def atomic_append_line(path: str | Path, line: str) -> None:
     except FileNotFoundError:
         old = b""
     atomic_write_bytes(path, old + line.encode("utf-8") + b"\n")
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files that writes killed mid-way left in ``folder`` (not below
+    it); return them. Call it only while no other process writes there (the run lock)."""
+    left = [
+        path
+        for path in folder.glob(f".*{TEMPORARY_SUFFIX}")
+        if path.is_file() and path.name.count(".") >= 3
+    ]
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left

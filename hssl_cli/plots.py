@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hssl_cli.errors import HsslUserError
+from hssl_cli.errors import HsslUserError, clip
 
 if TYPE_CHECKING:
     from hssl_cli.probe import ProbeRun
@@ -14,23 +14,14 @@ FLOOR = 1e-9  # log axes cannot show an exact zero
 
 
 def check_plot_path(path: str | Path, option: str = "--plot") -> Path:
-    """A ``.png`` path whose folder exists or can be made: checked before the work, so a
-    typo costs nothing."""
-    import os
+    """A ``.png`` path that can be written (see :mod:`hssl_cli.output_paths`): checked
+    before the work, so a typo costs nothing."""
+    from hssl_cli.output_paths import check_output_file
 
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise HsslUserError(f"{option} {path}: give a .png path")
-    if path.is_dir():
-        raise HsslUserError(f"{option} {path}: is a folder; give a .png file path")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise HsslUserError(
-            f"{option} {path}: cannot write there ({folder} is not a writable folder)"
-        )
-    return path
+        raise HsslUserError(f"{option} {clip(str(path))}: give a .png path")
+    return check_output_file(path, option)
 
 
 def plot_equivariance(report: dict[str, Any], path: Path, title: str) -> None:

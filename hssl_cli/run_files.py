@@ -14,6 +14,8 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 TRAIN_STATE_NAME = "train_state.safetensors"
 METRICS_NAME = "metrics.jsonl"
 RECIPE_NAME = "recipe.yaml"
+# The advisory lock that keeps a second writer out of a running run's folder (run_lock.py).
+LOCK_NAME = ".hssl.lock"
 # TensorBoard names its event files itself; they start with this (train.log: tensorboard).
 TENSORBOARD_EVENTS_PREFIX = "events.out.tfevents"
 

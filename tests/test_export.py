@@ -205,6 +205,11 @@ def test_user_mistakes_name_the_problem(exports: dict, tmp_path: Path) -> None:
     garbled = broken("garbled", (good / SPEC_FILE).read_text(), False)
     (garbled / WEIGHTS_FILE).write_bytes(b"not safetensors")
     assert "not a readable safetensors" in user_error(garbled)
+    flipped = broken("flipped", (good / SPEC_FILE).read_text())
+    weights = bytearray((flipped / WEIGHTS_FILE).read_bytes())
+    weights[-2] ^= 0x04  # a bit of the last weight
+    (flipped / WEIGHTS_FILE).write_bytes(weights)
+    assert "is damaged: its content does not match the sha256" in user_error(flipped)
 
 
 def test_export_to_a_file_is_a_user_error(exports: dict, tmp_path: Path) -> None:

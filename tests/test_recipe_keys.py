@@ -109,8 +109,9 @@ def test_listed_defaults_are_the_models_defaults(method: str) -> None:
 def test_type_column_shows_choices_and_bounds() -> None:
     keys = {key.path: key for key in recipe_keys("hssl")}
     assert keys["train.precision"].type == "fp32 | bf16 | fp16"
-    assert keys["train.epochs"].type == "int >= 0"
-    assert keys["data.image_size"].type == "int > 0 | null"
+    assert keys["train.epochs"].type == "int in [0, 1000000000]"
+    assert keys["data.image_size"].type == "int in (0, 4096] | null"
+    assert keys["optim.weight_decay"].type == "float >= 0"
     assert keys["method.augment.hflip"].type == "float in [0, 1]"
     assert keys["train.log"].type == "list[jsonl | tensorboard]"
 

@@ -13,13 +13,24 @@ import torch
 from escnn import gspaces
 
 import hssl_cli.objectives
-from hssl_cli.checkpoint import cuda_rng_keys, read_checkpoint, read_safetensors
+from hssl_cli.checkpoint import (
+    TRAIN_STATE_FORMAT,
+    cuda_rng_keys,
+    read_checkpoint,
+    read_safetensors,
+)
 from hssl_cli.config import ModelConfig, OptimConfig
 from hssl_cli.errors import TrainingDiverged
 from hssl_cli.models import build_backbone
 from hssl_cli.objectives import build_objective
 from hssl_cli.recipe import load_recipe, validate_recipe
-from hssl_cli.run_files import CHECKPOINT_NAME, METRICS_NAME, RECIPE_NAME, TRAIN_STATE_NAME
+from hssl_cli.run_files import (
+    CHECKPOINT_NAME,
+    LOCK_NAME,
+    METRICS_NAME,
+    RECIPE_NAME,
+    TRAIN_STATE_NAME,
+)
 from hssl_cli.training import (
     learning_rate,
     make_optimizer,
@@ -249,7 +260,7 @@ def test_metrics_records(one_epoch: Path, two_epochs) -> None:
     assert result.epochs_done == 2 and result.last_loss == lines[-1]["loss"]
     assert (folder / RECIPE_NAME).read_text() == recipe.to_yaml()
     assert sorted(os.listdir(folder)) == sorted(
-        [CHECKPOINT_NAME, TRAIN_STATE_NAME, METRICS_NAME, RECIPE_NAME]
+        [CHECKPOINT_NAME, TRAIN_STATE_NAME, METRICS_NAME, RECIPE_NAME, LOCK_NAME]
     )  # no temporary files left
     # A 1-epoch run's epoch is the same (the recipe's first epoch is all warm-up).
     assert without_timing(records(one_epoch)[0]) == without_timing(lines[0])
@@ -268,7 +279,7 @@ def test_one_epoch_resumed_to_two_equals_two_epochs(one_epoch: Path, two_epochs,
     assert [without_timing(r) for r in records(resumed)] == [
         without_timing(r) for r in records(straight)
     ]
-    state = read_safetensors(resumed / TRAIN_STATE_NAME, "hssl.train_state/1")[1]
+    state = read_safetensors(resumed / TRAIN_STATE_NAME, TRAIN_STATE_FORMAT)[1]
     assert (state["epoch"], state["step"]) == ("2", "4")
 
 
@@ -301,5 +312,5 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(one_epoch: Path, tmp_path,
     assert all(torch.equal(a[key], b[key]) for key in a)  # epoch 1 as a 1-epoch run left it
     assert [r["epoch"] for r in records(folder)] == [1]
     assert sorted(os.listdir(folder)) == sorted(
-        [CHECKPOINT_NAME, TRAIN_STATE_NAME, METRICS_NAME, RECIPE_NAME]
+        [CHECKPOINT_NAME, TRAIN_STATE_NAME, METRICS_NAME, RECIPE_NAME, LOCK_NAME]
     )

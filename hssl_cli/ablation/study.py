@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hssl_cli import safe_yaml
 from hssl_cli.config import check_registered, describe_error, first_error
 from hssl_cli.errors import HsslUserError
-from hssl_cli.recipe import typed_value
+from hssl_cli.recipe import MAX_RECIPE_BYTES, typed_value
 
 RECIPE_AXIS = "recipe"
 KEY_PATTERN = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
@@ -332,10 +333,7 @@ def _file_axis(name: str, spec: list[Any] | dict[str, Any], folder: Path) -> Axi
 def load_ablation_file(path: Path) -> Study:
     if not path.is_file():
         raise HsslUserError(f"ablation file not found: {path} (they live in recipes/ablations/)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        raise HsslUserError(f"ablation file {path} is not valid YAML; fix its syntax") from None
+    raw = safe_yaml.load_file(path, "ablation file", MAX_RECIPE_BYTES) or {}
     if not isinstance(raw, dict):
         raise HsslUserError(f"ablation file {path} must be a mapping (recipe:, axes:, seeds:)")
     try:

@@ -11,11 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from hssl_cli.cli.options import DeviceOption, JsonOption, QuietOption, SetOption, report_errors
-from hssl_cli.errors import HsslUserError
+from hssl_cli.errors import HsslUserError, clip, one_line
+from hssl_cli.output_paths import check_output_folder
 
 if TYPE_CHECKING:
     from hssl_cli.ablation.points import PointSummary
     from hssl_cli.ablation.study import Study
+
+MAX_SEEDS = 1000  # a grid point's seeds are listed up front: a typo must not fill memory
+MAX_JOBS = 256
 
 
 def build_study(
@@ -68,21 +72,22 @@ def json_safe(value: Any) -> Any:
 
 def print_summary(study: Study, summaries: list[PointSummary], out_dir: Path) -> None:
     from rich.console import Console
+    from rich.markup import escape  # names and paths are the user's: "[/x]" is no markup
     from rich.table import Table
 
     from hssl_cli.ablation.points import METRIC_TITLES, summary_columns
 
     metrics = summary_columns(study)
-    table = Table(title=f"ablation {study.name}: mean ± std over seeds ({out_dir})")
+    table = Table(title=escape(f"ablation {study.name}: mean ± std over seeds ({out_dir})"))
     for axis in study.axes:
-        table.add_column(axis.name)
+        table.add_column(escape(axis.name))
     table.add_column("seeds done", justify="right")
     for metric in metrics:
         table.add_column(METRIC_TITLES[metric], justify="right")
     table.add_column("wall s", justify="right")
     for point in summaries:
         table.add_row(
-            *(point.levels[axis.name] for axis in study.axes),
+            *(escape(point.levels[axis.name]) for axis in study.axes),
             f"{point.done}/{point.runs}",
             *(point.text(metric) for metric in metrics),
             f"{point.wall_seconds:.0f}" if point.done else "-",
@@ -143,12 +148,14 @@ def ablate(
     )
     from hssl_cli.ablation.study import validate_runs
 
-    for option, value in (("--seeds", seeds), ("--jobs", jobs)):
-        if value is not None and value < 1:
-            raise HsslUserError(f"{option} must be at least 1 (got {value})")
+    for option, value, most in (("--seeds", seeds, MAX_SEEDS), ("--jobs", jobs, MAX_JOBS)):
+        if value is not None and not 1 <= value <= most:
+            raise HsslUserError(f"{option} must be 1 to {most} (got {clip(str(value), 40)})")
     study = build_study(study_file, recipe, grid or [], overrides or [], seeds, metric)
     out_dir = out or Path("runs") / "ablations" / study.name
     runs = validate_runs(study)
+    if not dry_run:
+        check_output_folder(out_dir, "--out")
     if dry_run:
         pending = [run for run in runs if read_probe(run_folder(out_dir, run)) is None]
         for run in pending:
@@ -160,23 +167,27 @@ def ablate(
         )
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True, quiet=quiet or json_output, soft_wrap=True)
     console.print(
-        f"ablation {study.name}: {len(runs)} runs ({len(runs) // len(study.seeds)} grid points "
-        f"x {len(study.seeds)} seeds) in {out_dir}"
+        escape(
+            f"ablation {study.name}: {len(runs)} runs ({len(runs) // len(study.seeds)} grid "
+            f"points x {len(study.seeds)} seeds) in {out_dir}"
+        )
     )
     finished = 0
 
     def report(outcome: Outcome) -> None:
         nonlocal finished
         finished += 1
-        where = f"[{finished}/{len(runs)}] {outcome.run.name}"
+        where = escape(f"[{finished}/{len(runs)}] {outcome.run.name}")
         if outcome.status == "skipped":
             console.print(f"{where}: done earlier, skipped")
         elif outcome.status == "failed":
             seconds = f"{outcome.seconds:.0f} s"
-            console.print(f"{where}: [red]failed[/red] after {seconds}: {outcome.error}")
+            error = escape(one_line(outcome.error, 300))
+            console.print(f"{where}: [red]failed[/red] after {seconds}: {error}")
         else:
             probe = read_probe(run_folder(out_dir, outcome.run)) or {}
             console.print(
@@ -215,9 +226,10 @@ def ablate(
             f"wrote {out_dir / RESULTS_NAME}, {out_dir / SUMMARY_NAME}, {out_dir / PLOT_NAME}"
         )
     if failed:
+        first = one_line(failed[0].error, 300)
         print(
             f"error: {len(failed)} of {len(runs)} runs failed (first: {failed[0].run.name}: "
-            f"{failed[0].error}); their logs are in {out_dir / RUNS_FOLDER}/<run>/{LOG_NAME}, and "
+            f"{first}); their logs are in {out_dir / RUNS_FOLDER}/<run>/{LOG_NAME}, and "
             "a re-run retries them",
             file=sys.stderr,
         )

@@ -23,8 +23,9 @@ def export(
 ) -> None:
     """Write the backbone as plain torch + safetensors (load: hssl_cli.load_backbone)."""
     from hssl_cli.export import export_checkpoint
+    from hssl_cli.output_paths import check_output_folder
 
-    summary = export_checkpoint(checkpoint, out)
+    summary = export_checkpoint(checkpoint, check_output_folder(out, "--out"))
     if json_output:
         typer.echo(json.dumps(summary.to_dict()))
     elif not quiet:

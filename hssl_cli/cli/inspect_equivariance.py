@@ -128,11 +128,12 @@ def inspect_equivariance(
         typer.echo(json.dumps(report))
         return
     from rich.console import Console
+    from rich.markup import escape  # a path is no markup: "[/x]" in it would raise
 
     console = Console()
     if not console.is_terminal:  # a file or pipe: no need to squeeze the table into 80 columns
         console = Console(width=200)
-    console.print(_table(report, title))
+    console.print(_table(report, escape(title)))
     colour = {"exactly": "green", "approximately": "yellow"}.get(
         report["verdict"].split()[0], "red"
     )
@@ -141,4 +142,4 @@ def inspect_equivariance(
     if line:
         console.print(line)
     if plot is not None and not quiet:
-        console.print(f"plot: {plot}")
+        console.print(f"plot: {escape(str(plot))}")

@@ -62,11 +62,12 @@ def linear_probe(
         typer.echo(json.dumps(report))
         return
     from rich.console import Console
+    from rich.markup import escape  # a path is no markup: "[/x]" in it would raise
 
     console = Console()
-    console.print(_table(report, probe_title(report)))
+    console.print(_table(report, escape(probe_title(report))))
     if plot is not None and not quiet:
-        console.print(f"plot: {plot}")
+        console.print(f"plot: {escape(str(plot))}")
 
 
 def _table(report: dict[str, Any], title: str) -> Any:

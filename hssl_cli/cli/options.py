@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from hssl_cli.errors import HsslUserError, TrainingDiverged
+from hssl_cli.errors import HsslUserError, TrainingDiverged, one_line
 
 SetOption = Annotated[
     list[str] | None,
@@ -44,7 +44,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def report_errors(command: F) -> F:
-    """User mistakes -> one stderr line, exit 2; divergence -> exit 1. HSSL_DEBUG=1 re-raises."""
+    """User mistakes -> one stderr line, exit 2; divergence -> exit 1. HSSL_DEBUG=1 re-raises.
+
+    The line is cut to :data:`~hssl_cli.errors.MESSAGE_LIMIT` characters, whatever the
+    message quotes."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -53,12 +56,12 @@ def report_errors(command: F) -> F:
         except HsslUserError as err:
             if os.environ.get("HSSL_DEBUG"):
                 raise
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {one_line(err)}", file=sys.stderr)
             raise typer.Exit(2) from None
         except TrainingDiverged as err:
             if os.environ.get("HSSL_DEBUG"):
                 raise
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {one_line(err)}", file=sys.stderr)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

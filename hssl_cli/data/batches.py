@@ -119,21 +119,27 @@ class BatchSource(ABC):
         return steps
 
     def epoch_indices(
-        self, epoch: int, rank: int = 0, world: int = 1, device: torch.device | None = None
+        self,
+        epoch: int,
+        rank: int = 0,
+        world: int = 1,
+        device: torch.device | None = None,
+        start: int = 0,
     ) -> Iterator[torch.Tensor]:
         """This rank's indices (int64, on ``device``, default CPU) of each full global batch of
-        ``epoch``, in order."""
+        ``epoch``, in order, from batch ``start`` (a run resumed mid-epoch skips the others)."""
         rows = rank_rows(self.batch_size, rank, world)
         steps, size = self.steps_per_epoch, self.batch_size
         order = epoch_order(len(self), self.seed, epoch)
         if device is not None:
             order = order.to(device)
-        for step in range(steps):
+        for step in range(start, steps):
             yield order[step * size : (step + 1) * size][rows]
 
     @abstractmethod
-    def epoch(self, epoch: int, rank: int = 0, world: int = 1) -> Iterator[Batch]:
-        """This rank's (images, labels) of each full global batch of ``epoch``, on the device."""
+    def epoch(self, epoch: int, rank: int = 0, world: int = 1, start: int = 0) -> Iterator[Batch]:
+        """This rank's (images, labels) of each full global batch of ``epoch`` from batch
+        ``start``, on the device."""
 
     @abstractmethod
     def ordered(self, batch_size: int | None = None) -> Iterator[Batch]:
@@ -181,9 +187,9 @@ class InMemoryBatches(BatchSource):
             name=data.name,
         )
 
-    def epoch(self, epoch: int, rank: int = 0, world: int = 1) -> Iterator[Batch]:
+    def epoch(self, epoch: int, rank: int = 0, world: int = 1, start: int = 0) -> Iterator[Batch]:
         images, labels = self.data.images, self.data.labels
-        for indices in self.epoch_indices(epoch, rank, world, images.device):
+        for indices in self.epoch_indices(epoch, rank, world, images.device, start):
             yield images[indices].to(self.device), labels[indices].to(self.device)
 
     def ordered(self, batch_size: int | None = None) -> Iterator[Batch]:
@@ -268,10 +274,10 @@ class StreamingBatches(BatchSource):
                 labels.to(self.device, non_blocking=True),
             )
 
-    def epoch(self, epoch: int, rank: int = 0, world: int = 1) -> Iterator[Batch]:
+    def epoch(self, epoch: int, rank: int = 0, world: int = 1, start: int = 0) -> Iterator[Batch]:
         # Planned when iteration starts, so the plan always belongs to the pass being read.
         self._plan.batches = [
-            indices.tolist() for indices in self.epoch_indices(epoch, rank, world)
+            indices.tolist() for indices in self.epoch_indices(epoch, rank, world, start=start)
         ]
         if self._epoch_loader is None:
             # One loader whose workers live across epochs: no start-up cost per epoch.

@@ -24,7 +24,9 @@ _EXPECTED = "keys x (uint8 [N,H,W] or [N,H,W,C], C=1 or 3) and y (integer labels
 
 def load_npz(config: DataConfig, split: str) -> ImageSet:
     """Use ``test_path`` for the test split when given, else a stratified split with seed 0 so
-    the test set does not move with the recipe seed."""
+    the test set does not move with the recipe seed. With two files, the one not loaded is
+    checked too (its labels read, its images' header), so a bad ``test_path`` fails at
+    pretrain, not at the probe an hour later."""
     check_split(split)
     if config.path is None:
         raise HsslUserError(f"npz needs data.path: set it to a .npz file with {_EXPECTED}")
@@ -38,7 +40,7 @@ def load_npz(config: DataConfig, split: str) -> ImageSet:
         x, y = x[keep], y[keep]
     else:
         x, y = _read(train_file if split == "train" else test_file)
-        other = _read_labels(test_file if split == "train" else train_file)
+        other = _read_other(test_file if split == "train" else train_file, x.shape)
         num_classes = int(max(y.max(), other.max())) + 1
     return image_set(
         np.ascontiguousarray(x), y, num_classes, f"npz/{split}", channels_last=x.ndim == 4
@@ -82,22 +84,63 @@ def _get(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
         ) from None
 
 
-def _read_labels(path: Path) -> np.ndarray:
+def _array_header(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> tuple:
+    """``(shape, dtype)`` of an array from its ``.npy`` header alone: no data is read."""
+    try:
+        with archive.zip.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }.get(version)
+            if read_header is None:
+                raise ValueError(f"npy format version {version}")
+            shape, _, dtype = read_header(member)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise HsslUserError(
+            f"{path}: array {key} is unreadable ({one_line(err, 120)}); the file needs {_EXPECTED}"
+        ) from None
+    return shape, dtype
+
+
+def _check_images(shape: tuple, dtype: np.dtype, path: Path) -> None:
+    if dtype.hasobject:
+        raise HsslUserError(
+            f"{path}: x is an object array (pickled Python objects, never loaded); "
+            f"the file needs {_EXPECTED}"
+        )
+    if dtype != np.uint8:
+        raise HsslUserError(
+            f"{path}: x is {dtype}, not uint8: convert it (x.astype(numpy.uint8) "
+            f"of values 0..255); the file needs {_EXPECTED}"
+        )
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3)) or shape[0] == 0:
+        raise HsslUserError(f"{path}: x has shape {shape}; the file needs {_EXPECTED}")
+
+
+def _read_other(path: Path, shape: tuple) -> np.ndarray:
+    """The labels of the file not being loaded, after checking its images' header against
+    the loaded images' ``shape`` (the same number of channels)."""
     with _open(path) as archive:
-        return _check_labels(_get(archive, "y", path), None, path)
+        other_shape, dtype = _array_header(archive, "x", path)
+        _check_images(other_shape, dtype, path)
+        labels = _check_labels(_get(archive, "y", path), other_shape[0], path)
+    channels = [1 if len(s) == 3 else s[3] for s in (shape, other_shape)]
+    if channels[0] != channels[1]:
+        raise HsslUserError(
+            f"{path}: x has {channels[1]} channel(s) but the other file of data.path/test_path "
+            f"has {channels[0]}; both need the same"
+        )
+    return labels
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with _open(path) as archive:
+        shape, dtype = _array_header(archive, "x", path)
+        _check_images(shape, dtype, path)  # before loading: an object array is never touched
         x = _get(archive, "x", path)
         y = _get(archive, "y", path)
-    if x.dtype != np.uint8:
-        raise HsslUserError(
-            f"{path}: x is {x.dtype}, not uint8: convert it (x.astype(numpy.uint8) "
-            f"of values 0..255); the file needs {_EXPECTED}"
-        )
-    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)) or x.shape[0] == 0:
-        raise HsslUserError(f"{path}: x has shape {x.shape}; the file needs {_EXPECTED}")
+    _check_images(x.shape, x.dtype, path)
     return x, _check_labels(y, x.shape[0], path)
 
 

@@ -62,6 +62,34 @@ def check_resnet18(config: ModelConfig) -> None:
     check_resnet18_channels(config.width_multiplier, get_group(config.group).order)
 
 
+def _pooled_side(pools: int) -> Callable[[ModelConfig, int], int]:
+    return lambda config, side: side >> pools
+
+
+def _cnn_side(config: ModelConfig, side: int) -> int:
+    return side >> (len(config.widths) - 1)  # a 2x2 max-pool before every stage but the first
+
+
+def _strided_side(config: ModelConfig, side: int) -> int:
+    for _ in RESNET18_STAGE_CHANNELS[1:]:  # a stride-2 3x3 convolution (padding 1) per stage
+        side = (side - 1) // 2 + 1
+    return side
+
+
+# The side of the last feature map each backbone makes of a square image of a given side
+# (0: the image is too small for its down-sampling), so validation can refuse a size
+# before a layer fails on an empty map.
+FEATURE_MAP_SIDES: dict[str, Callable[[ModelConfig, int], int]] = {
+    "cnn": _cnn_side,
+    "e2resnet18": _pooled_side(3),  # stages 2-4 each max-pool 2x2
+    "resnet18": _strided_side,
+}
+
+
+def feature_map_side(config: ModelConfig, side: int) -> int:
+    return FEATURE_MAP_SIDES[config.backbone](config, side)
+
+
 # Recipe-time checks, so a model a backbone cannot build fails validation, not training.
 BACKBONE_CHECKS: dict[str, Callable[[ModelConfig], None]] = {
     "resnet18": check_resnet18,

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from hssl_cli.io import atomic_append_line
+from hssl_cli.io import atomic_append_line, atomic_write_text
 from hssl_cli.run_files import METRICS_NAME
 
 
@@ -86,6 +86,28 @@ class EpochMeter:
 def append_metrics(out_dir: Path, record: dict[str, Any]) -> None:
     """Add one record to the run's ``metrics.jsonl``, whole or not at all."""
     atomic_append_line(out_dir / METRICS_NAME, json.dumps(record))
+
+
+def keep_metrics_through(out_dir: Path, epochs: int) -> None:
+    """Drop the ``metrics.jsonl`` records of epochs after ``epochs``: a run killed after
+    writing an epoch's record but before its training state retrains that epoch on
+    ``--resume``, which must not leave the epoch twice. Unparseable lines are kept."""
+    path = out_dir / METRICS_NAME
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return
+    kept = [line for line in lines if _record_epoch(line) <= epochs]
+    if kept != lines:
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _record_epoch(line: str) -> float:
+    try:
+        epoch = json.loads(line).get("epoch", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return epoch if isinstance(epoch, (int, float)) else 0
 
 
 def epoch_line(record: dict[str, Any], epochs: int) -> str:

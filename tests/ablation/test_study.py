@@ -175,6 +175,25 @@ def test_bad_ablation_files(content: dict, fragment: str, tmp_path: Path) -> Non
         load_ablation_file(path)
 
 
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"recipe: x.yaml\n\xff\xfe\n", "line 2 is not UTF-8"),
+        (b"recipe: &r x.yaml\nset: {data.name: *r}\n", "aliases"),
+        (b"seeds: 1\nseeds: 2\n", "duplicate key 'seeds'"),
+        (b"axes: " + b"[" * 100 + b"]" * 100, "nested deeper"),
+    ],
+)
+def test_unreadable_ablation_files_are_one_line(
+    content: bytes, fragment: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(HsslUserError, match=fragment) as info:
+        load_ablation_file(path)
+    assert "\n" not in str(info.value)
+
+
 def test_shipped_ablation_files_validate() -> None:
     files = sorted((RECIPES / "ablations").glob("*.yaml"))
     assert {f.stem for f in files} >= {

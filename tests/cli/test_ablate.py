@@ -137,8 +137,10 @@ def test_dry_run_commands_run_as_printed(invoke, recipe: Path, tmp_path: Path) -
         (["--grid", "model.structure=equivariant,sideways"], "model.structure"),
         (["--grid", "seed=1,2"], "--seeds"),
         (["--metric", "accuracy"], "unknown metric"),
-        (["--jobs", "0"], "--jobs must be at least 1"),
-        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--jobs", "0"], "--jobs must be 1 to 256 (got 0)"),
+        (["--seeds", "0"], "--seeds must be 1 to 1000 (got 0)"),
+        (["--seeds", "1000000000000"], "--seeds must be 1 to 1000"),
+        (["--jobs", "-3"], "--jobs must be 1 to 256 (got -3)"),
     ],
 )
 def test_bad_axis_exits_2_before_any_run(

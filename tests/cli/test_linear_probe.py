@@ -124,3 +124,17 @@ def test_bad_plot_paths_exit_2_with_one_line_before_any_work(
         assert len(lines) == 1 and lines[0].startswith("error: --plot "), result.stderr
         assert problem in lines[0]
         assert result.stdout == ""  # refused before the probe ran
+
+
+def test_paths_that_look_like_markup_are_printed_as_they_are(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "odd[/x]" / "[bold]"
+    folder.mkdir(parents=True)
+    checkpoint = folder / "checkpoint.safetensors"
+    checkpoint.write_bytes(runs["trained"].read_bytes())
+    plot = folder / "[/y].png"
+    result = hssl("linear-probe", str(checkpoint), "--plot", str(plot))
+    assert result.exit_code == 0, result.output
+    printed = "".join(result.stdout.split())  # the title may wrap anywhere in the path
+    assert str(checkpoint) in printed and f"plot:{plot}" in printed and plot.is_file()

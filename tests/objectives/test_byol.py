@@ -183,8 +183,8 @@ def test_resume_continues_the_run_exactly(tmp_path: Path, monkeypatch) -> None:
 
     save_train_state = training_state.save_train_state
 
-    def stop_after_first_epoch(path: Path, optimizer, epoch: int, step: int) -> None:
-        save_train_state(path, optimizer, epoch, step)
+    def stop_after_first_epoch(path: Path, optimizer, epoch: int, step: int, **extra) -> None:
+        save_train_state(path, optimizer, epoch, step, **extra)
         if epoch == 1:
             raise KeyboardInterrupt  # as Ctrl-C would, once epoch 1 is saved
 
