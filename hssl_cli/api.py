@@ -154,6 +154,7 @@ def inspect_equivariance(
     plot: str | Path | None = None,
     device: str = "auto",
     precision: str = "auto",
+    factors: str | Sequence[float] = "auto",
 ) -> dict[str, Any]:
     """How equivariant a model is: ``||f(T_g x) - rho(g) f(x)|| / ||f(x)||`` per layer and
     group element, the pooled features' invariance, the fiber shift of the structured
@@ -164,16 +165,20 @@ def inspect_equivariance(
     apply to its recipe. ``group`` is the group to test (default the model's); ``data``
     is ``recipe`` (test images) or ``noise``; ``angles`` is ``START:STOP:STEP`` in degrees,
     a list of angles, or ``none``; ``plot`` (a ``.png``) draws the sweep and the layers.
+    A scale-group model (``scaleN``) is measured per rescaling factor against the fiber
+    shift; its sweep runs over ``factors`` (``START:STOP:STEP``, a list, ``auto``: the
+    group's range, or ``none``) instead of ``angles``.
 
     Returns the ``--json`` report: ``verdict``, ``layers``, ``invariant_err``,
     ``structured``, ``sweep``, ``exact_threshold`` and what was measured (``source``,
     ``samples``, ``data``, ``group``, ``model_group``, ``precision``).
     """
     from hssl_cli.config import Recipe
-    from hssl_cli.equivariance import parse_angles
+    from hssl_cli.equivariance import parse_angles, parse_factors
     from hssl_cli.inspection import inspect_model, inspection_title
     from hssl_cli.plots import check_plot_path, plot_equivariance
     from hssl_cli.runtime import check_precision_choice
+    from hssl_cli.scale_equivariance import check_factors
     from hssl_cli.training import select_device
 
     if data not in ("recipe", "noise"):
@@ -183,6 +188,15 @@ def inspect_equivariance(
         sweep_angles = [] if angles == "none" else parse_angles(angles)
     else:
         sweep_angles = [float(angle) for angle in angles]
+    sweep_factors: list[float] | None
+    if isinstance(factors, str):
+        sweep_factors = (
+            None if factors == "auto" else [] if factors == "none" else parse_factors(factors)
+        )
+    else:
+        sweep_factors = [float(factor) for factor in factors]
+    if sweep_factors:
+        check_factors(sweep_factors)
     plot_path = None if plot is None else check_plot_path(plot)
     if isinstance(source, Recipe) or Path(source).suffix.lower() in RECIPE_SUFFIXES:
         checkpoint, recipe = None, source if isinstance(source, Recipe) else Path(source)
@@ -198,6 +212,7 @@ def inspect_equivariance(
         sweep_angles,
         select_device(device),
         precision,
+        sweep_factors,
     )
     report = {"source": result.source, "samples": result.samples, "data": data}
     report |= result.report.to_dict()

@@ -34,9 +34,10 @@ from pydantic import (
 
 from hssl_cli.data import DATASETS, NATIVE_SHAPES, STREAMABLE
 from hssl_cli.errors import clip
-from hssl_cli.groups import GROUP_NAME_HELP, Group, check_group_name, get_group
+from hssl_cli.groups import GROUP_NAME_HELP, AnyGroup, check_group_name, get_group
 from hssl_cli.models import BACKBONE_CHECKS, BACKBONES, feature_map_side
 from hssl_cli.objectives import PRETEXT_TASKS
+from hssl_cli.scale_group import DEFAULT_SCALE_STEP
 
 # A number: an int or a float, finite. Not ``true`` (YAML's booleans are ints to Python)
 # nor a string such as "0.1", which a lax float would take without a word.
@@ -172,6 +173,21 @@ class DataConfig(Section):
     workers: StrictInt = Field(
         default=4, ge=0, le=256, description="imagefolder: DataLoader processes that decode images."
     )
+    rescale: tuple[Real, Real] | None = Field(
+        None,
+        description="Shrink each image about its centre by its own fixed random factor in "
+        "[low, high], padding with zeros (SESN's MNIST-scale); null: no rescaling.",
+    )
+
+    @field_validator("rescale")
+    @classmethod
+    def _rescale_range(cls, scale: tuple[float, float] | None) -> tuple[float, float] | None:
+        if scale is not None and not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(
+                "data.rescale must be [low, high] with 0 < low <= high <= 1 (it only shrinks, "
+                "e.g. [0.3, 1.0])"
+            )
+        return scale
 
     @field_validator("in_memory", mode="before")
     @classmethod
@@ -196,6 +212,17 @@ class DataConfig(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _rescale_loaded_sets(self) -> DataConfig:
+        # imagefolder's batches are decoded (or streamed) outside load_images, which rescales.
+        if self.rescale is not None and self.name in STREAMABLE:
+            raise ValueError(
+                f"data.rescale is not supported with {self.name} (whether streamed from disk "
+                "or decoded into memory, with any data.in_memory); convert the images to an "
+                "npz (data.name: npz) or drop data.rescale"
+            )
+        return self
+
 
 class ModelConfig(Section):
     backbone: Annotated[str, registered("backbone", BACKBONES)] = Field(
@@ -210,13 +237,13 @@ class ModelConfig(Section):
         default_factory=lambda: [8, 16, 32],
         min_length=1,
         max_length=MAX_STAGES,
-        description="cnn: regular fields per stage (channels = width x |G|).",
+        description="cnn, sesn_cnn: regular (or scale) fields per stage (channels = width x |G|).",
     )
     convs_per_stage: StrictInt = Field(
         default=1,
         ge=1,
         le=64,
-        description="cnn: convolutions (each with batch norm, ReLU) per stage.",
+        description="cnn, sesn_cnn: convolutions (each with batch norm, ReLU) per stage.",
     )
     # escnn's kernel basis grows with the kernel's area: 15 keeps building it in seconds.
     kernel_size: StrictInt = Field(
@@ -228,10 +255,35 @@ class ModelConfig(Section):
     # See hssl_cli/models/equivariant_resnet.py.
     resnet_width: Literal["params", "activations"] = Field(
         "params",
-        description="e2resnet18: match ResNet-18's parameter count or its activations per stage.",
+        description="e2resnet18, sesn_resnet18: match ResNet-18's parameter count or its "
+        "activations per stage.",
     )
     width_multiplier: Real = Field(
         default=1.0, gt=0, le=64, description="ResNet backbones: scale every stage's width."
+    )
+    scale_step: Real = Field(
+        default=DEFAULT_SCALE_STEP,
+        gt=1,
+        le=4,
+        description="Scale groups: the ratio q between neighbouring scales (SESN: sqrt 2).",
+    )
+    min_scale: Real = Field(
+        default=0.9,
+        gt=0,
+        le=8,
+        description="sesn backbones: the finest basis width sigma_0 in pixels.",
+    )
+    basis_size: StrictInt = Field(
+        default=3,
+        ge=1,
+        le=8,
+        description="sesn backbones: Hermite orders per axis (basis_size^2 basis functions).",
+    )
+    scale_size: StrictInt = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="sesn backbones: neighbouring scales each group convolution mixes.",
     )
 
     @field_validator("group")
@@ -610,6 +662,14 @@ class HsslConfig(ProjectorFields, TemperatureFields, FiberBundleFields, Optional
                 "hssl on the trivial group has one fiber, so views would be identical; "
                 "pick a group (model.group=rot4), method.fibers=translation, or method.augment"
             )
+        if not group.cyclic:  # a bundle fits at S - |G0| + 1 places of a scale axis
+            places = group.order - self.fiber_bundle_size + 1
+            if self.pair_sampling == "distinct" and places < 2:
+                raise ValueError(
+                    f"method.fiber_bundle_size={self.fiber_bundle_size} fits at one place on the "
+                    f"{group.order} scales of {group.name}, so two distinct views cannot be read; "
+                    f"use fiber_bundle_size <= {group.order - 1}"
+                )
         distinct_room = (self.spread or group.order) >= 2
         if group.order > 1 and self.pair_sampling == "distinct" and not distinct_room:
             raise ValueError("method.spread=1 leaves no distinct element; use spread >= 2")
@@ -717,6 +777,15 @@ class InvcontrastConfig(ProjectorFields, TemperatureFields, TwoViewFields):
         default=0.1, gt=0, description="Temperature of the logsumexp pooling."
     )
 
+    def check(self, recipe: Recipe) -> None:
+        super().check(recipe)
+        if not get_group(recipe.model.group).cyclic:
+            raise ValueError(
+                f"invcontrast pools similarity over the orbit of every fiber permutation, and "
+                f"the scale axis of {recipe.model.group} is not cyclic (its shifts lose fibers); "
+                "use a rotation group or method.name=simclr"
+            )
+
 
 class EqlabelsConfig(OptionalAugmentFields):
     """Equivariant pretext labels (Mukuta & Harada): predict the group element applied."""
@@ -751,7 +820,7 @@ class EqlabelsConfig(OptionalAugmentFields):
             )
 
 
-def blind_to_task(task: str, group: Group) -> bool:
+def blind_to_task(task: str, group: AnyGroup) -> bool:
     """Whether group-pooled features are exactly invariant to every transformation of ``task``."""
     if task == "rotation4":
         return group.rotations % 4 == 0
@@ -959,7 +1028,8 @@ def check_model_takes_images(recipe: Recipe) -> None:
         smallest = next(
             (s for s in range(side, MAX_IMAGE_SIDE + 1) if feature_map_side(model, s)), None
         )
-        stages = f" with {len(model.widths)} stages" if model.backbone == "cnn" else ""
+        staged = model.backbone in ("cnn", "sesn_cnn")
+        stages = f" with {len(model.widths)} stages" if staged else ""
         raise ValueError(
             f"{key}={side} is too small for backbone {model.backbone}{stages}: its "
             f"down-sampling needs images of at least {smallest}x{smallest} pixels; use larger "

@@ -25,7 +25,7 @@ import torch
 from hssl_cli.errors import HsslUserError, clip
 from hssl_cli.groups import Group, GroupElement, rotate_by_angle, rotate_images
 from hssl_cli.models.backbone import Backbone
-from hssl_cli.runtime import autocast_dtype, inference
+from hssl_cli.runtime import autocast_dtype, evaluating, inference
 from hssl_cli.structured import split_fields
 
 EXACT_THRESHOLD = 1e-5  # fp32
@@ -34,6 +34,9 @@ EXACT_THRESHOLD = 1e-5  # fp32
 EXACT_THRESHOLDS = {"fp32": EXACT_THRESHOLD, "fp16": 2e-3, "bf16": 1e-2}
 VERDICT_EXACT = "exactly equivariant to float precision"
 VERDICT_APPROXIMATE = "approximately equivariant (exact on the pixel grid, interpolation elsewhere)"
+VERDICT_APPROXIMATE_SCALE = (
+    "approximately equivariant (rescaling a sampled image is never exact: see the README)"
+)
 VERDICT_NOT = "not equivariant"
 
 
@@ -59,6 +62,9 @@ class Report:
     structured: dict[str, dict[str, Any]] = field(default_factory=dict)
     sweep: dict[str, list[float]] = field(default_factory=dict)
     precision: str = "fp32"  # of the forward passes
+    # Set for groups nothing on the pixel grid represents exactly (scales): the largest
+    # per-layer error still called approximately equivariant (hssl_cli.scale_equivariance).
+    tolerance: float | None = None
 
     @property
     def exact_threshold(self) -> float:
@@ -85,7 +91,18 @@ class Report:
         return max([*values, *self.invariant_err.values()], default=0.0)
 
     @property
+    def worst_layer_err(self) -> float:
+        values = [e for layer in self.layers for e in layer["rel_err"].values() if e is not None]
+        return max(values, default=0.0)
+
+    @property
     def verdict(self) -> str:
+        if self.tolerance is not None:
+            expected = all(
+                s.get("best_shift") == s.get("expected_shift") for s in self.structured.values()
+            )
+            within = self.worst_layer_err <= self.tolerance
+            return VERDICT_APPROXIMATE_SCALE if expected and within else VERDICT_NOT
         if self.worst_grid_exact_err > self.exact_threshold:
             return VERDICT_NOT
         if self.worst_err > self.exact_threshold:
@@ -105,7 +122,11 @@ class Report:
             "layers": self.layers,
             "invariant_err": self.invariant_err,
             "structured": self.structured,
-            "sweep": self.sweep,
+            "sweep": {
+                key: [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+                for key, values in self.sweep.items()
+            },
+            **({} if self.tolerance is None else {"tolerance": self.tolerance}),
         }
 
 
@@ -154,20 +175,13 @@ def measure(
     model_group = backbone.group
     check_compatible(model_group, group)
     autocast_dtype(precision)  # an unknown name fails before any work
-    models = [backbone] if baseline is None else [backbone, baseline]
-    modes = [model.training for model in models]
-    for model in models:  # outside inference mode: escnn caches its filters on eval()
-        model.eval()
-    try:
+    with evaluating(backbone, baseline):  # outside inference: escnn caches filters on eval()
         with inference(images.device, precision):
             report = _measure(backbone, images, group)
         report.precision = precision
         if angles:
             report.sweep = rotation_sweep(backbone, images, angles, baseline, precision)
         return report
-    finally:
-        for model, mode in zip(models, modes, strict=True):
-            model.train(mode)
 
 
 def _measure(backbone: Backbone, images: torch.Tensor, group: Group) -> Report:
@@ -254,17 +268,12 @@ def rotation_sweep(
     if baseline is not None:
         models["trivial_group_invariant_err"] = baseline
     for key, model in models.items():
-        was_training = model.training
-        model.eval()
-        try:
-            with inference(images.device, precision):
-                reference = model(masked).invariant
-                result[key] = [
-                    relative_error(model(_rotate(masked, angle)).invariant, reference, reference)
-                    for angle in angles
-                ]
-        finally:
-            model.train(was_training)
+        with evaluating(model), inference(images.device, precision):
+            reference = model(masked).invariant
+            result[key] = [
+                relative_error(model(_rotate(masked, angle)).invariant, reference, reference)
+                for angle in angles
+            ]
     return result
 
 
@@ -279,22 +288,39 @@ MAX_SWEEP_ANGLES = 3600
 
 def parse_angles(text: str) -> list[float]:
     """``START:STOP:STEP`` in degrees (STOP excluded) -> list of angles."""
+    return parse_sweep(text, "--angles", "angles", "in degrees", "0:360:15")
+
+
+def parse_factors(text: str) -> list[float]:
+    """``START:STOP:STEP`` rescaling factors (STOP included when a step lands on it)."""
+    return parse_sweep(text, "--factors", "factors", "of rescaling factors", "0.5:1.0:0.05", True)
+
+
+def parse_sweep(
+    text: str, option: str, things: str, unit: str, example: str, inclusive: bool = False
+) -> list[float]:
     shown = clip(repr(text), 60)
     try:
         start, stop, step = (float(part) for part in text.split(":"))
     except ValueError:
         raise HsslUserError(
-            f"--angles {shown} is not START:STOP:STEP in degrees (e.g. 0:360:15)"
+            f"{option} {shown} is not START:STOP:STEP {unit} (e.g. {example})"
         ) from None
     if not all(math.isfinite(value) for value in (start, stop, step)):
-        raise HsslUserError(f"--angles {shown}: START, STOP and STEP must be finite numbers")
+        raise HsslUserError(f"{option} {shown}: START, STOP and STEP must be finite numbers")
     if step <= 0 or stop <= start:
-        raise HsslUserError(f"--angles {shown}: need STOP > START and STEP > 0 (e.g. 0:360:15)")
+        raise HsslUserError(f"{option} {shown}: need STOP > START and STEP > 0 (e.g. {example})")
     steps = (stop - start) / step  # inf when it overflows
     count = math.ceil(steps - 1e-9) if math.isfinite(steps) else None
+    if (
+        count is not None
+        and inclusive
+        and abs(start + count * step - stop) <= 1e-9 * max(1.0, abs(stop))
+    ):
+        count += 1
     if count is None or count > MAX_SWEEP_ANGLES:
-        asked = "more angles than a float counts" if count is None else f"{count} angles"
+        asked = f"more {things} than a float counts" if count is None else f"{count} {things}"
         raise HsslUserError(
-            f"--angles {shown} asks for {asked} (at most {MAX_SWEEP_ANGLES}); use a larger STEP"
+            f"{option} {shown} asks for {asked} (at most {MAX_SWEEP_ANGLES}); use a larger STEP"
         )
     return [round(start + i * step, 6) for i in range(count)]

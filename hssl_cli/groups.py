@@ -17,11 +17,23 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from hssl_cli.errors import HsslUserError
+from hssl_cli.scale_group import (
+    DEFAULT_SCALE_STEP,
+    SCALE_NAME,
+    ScaleGroup,
+    check_scale_group_name,
+    scale_group,
+)
 
 if TYPE_CHECKING:
     import torch
 
-GROUP_NAME_HELP = "trivial, flip, rotN (C_N, e.g. rot4) or rotNflip (D_N, e.g. rot4flip)"
+    from hssl_cli.config import ModelConfig
+
+GROUP_NAME_HELP = (
+    "trivial, flip, rotN (C_N, e.g. rot4), rotNflip (D_N, e.g. rot4flip) or scaleN "
+    "(N scales, e.g. scale4)"
+)
 _ROT = re.compile(r"^rot(\d+)(flip)?$")
 MAX_ROTATIONS = 64
 
@@ -50,6 +62,7 @@ class Group:
     name: str
     rotations: int
     flips: bool
+    cyclic: bool = True  # every shift of the fiber axis stays on it (unlike ScaleGroup)
 
     # -------------------------------------------------------------- structure
 
@@ -195,24 +208,32 @@ def rotate_by_angle(images: torch.Tensor, radians: float) -> torch.Tensor:
 
 def check_group_name(name: str) -> None:
     """Raise ``ValueError`` (for recipe validation) when ``name`` is no group we know."""
-    if name in ("trivial", "flip"):
+    if name in ("trivial", "flip") or check_scale_group_name(name):
         return
     match = _ROT.match(name)
     if not match or not 1 <= int(match.group(1)) <= MAX_ROTATIONS:
         raise ValueError(f"unknown group {name!r}; known: {GROUP_NAME_HELP}")
 
 
-_GROUPS: dict[str, Group] = {}
+AnyGroup = Group | ScaleGroup
+_GROUPS: dict[tuple[str, float], AnyGroup] = {}
 
 
-def get_group(name: str) -> Group:
-    """The group called ``name`` (cached: escnn structures are costly to build)."""
+def get_group(name: str, scale_step: float = DEFAULT_SCALE_STEP) -> AnyGroup:
+    """The group called ``name`` (cached: escnn structures are costly to build).
+
+    ``scale_step`` is a scale group's ``q`` (``model.scale_step``); other groups ignore it.
+    """
     try:
         check_group_name(name)
     except ValueError as err:
         raise HsslUserError(str(err)) from None
-    if name not in _GROUPS:
-        if name == "trivial":
+    key = (name, scale_step if SCALE_NAME.match(name) else 0.0)
+    if key not in _GROUPS:
+        group: AnyGroup
+        if SCALE_NAME.match(name):
+            group = scale_group(name, scale_step)
+        elif name == "trivial":
             group = Group(name, 1, False)
         elif name == "flip":
             group = Group(name, 1, True)
@@ -220,5 +241,10 @@ def get_group(name: str) -> Group:
             match = _ROT.match(name)
             assert match is not None
             group = Group(name, int(match.group(1)), bool(match.group(2)))
-        _GROUPS[name] = group
-    return _GROUPS[name]
+        _GROUPS[key] = group
+    return _GROUPS[key]
+
+
+def model_group(config: ModelConfig) -> AnyGroup:
+    """The group of a recipe's model, with its scale step."""
+    return get_group(config.group, config.scale_step)

@@ -66,6 +66,33 @@ def _inputs(
     return torch.rand(samples, *known, generator=generator), None
 
 
+def _unstructured_twin(recipe: Recipe, model: Backbone) -> Backbone:
+    """The scale model's control: the same recipe with ``model.structure: unstructured``."""
+    from hssl_cli.models import build_backbone
+
+    config = recipe.model.model_copy(update={"structure": "unstructured"})
+    torch.manual_seed(recipe.seed)
+    twin = build_backbone(config, model.in_channels)
+    twin.input_mean.copy_(model.input_mean)
+    twin.input_std.copy_(model.input_std)
+    return twin
+
+
+def _check_scale_group(model: Backbone, group_name: str | None) -> None:
+    """A scale model is measured on its own scale group, a rotation model never on one."""
+    from hssl_cli.scale_group import ScaleGroup
+
+    is_scale = isinstance(model.group, ScaleGroup)
+    if group_name is None or group_name == model.group.name:
+        return
+    asked_scale = isinstance(get_group(group_name), ScaleGroup)
+    if is_scale or asked_scale:
+        raise HsslUserError(
+            f"--group {group_name}: a {model.group.name} model is measured on its own group; "
+            "drop --group"
+        )
+
+
 def _trivial_baseline(recipe: Recipe, model: Backbone) -> Backbone:
     """The same architecture with the trivial group: widths x |G| plain channels, random init."""
     from hssl_cli.models import build_backbone
@@ -91,10 +118,13 @@ def inspect_model(
     angles: list[float],
     device: torch.device,
     precision: str = "auto",
+    factors: list[float] | None = None,
 ) -> Inspection:
     """Measure a checkpoint's (or a recipe's random-init) model on ``device``; the recipe is
     a file or a loaded :class:`Recipe`. ``precision`` is ``--precision``
-    (:func:`hssl_cli.runtime.inference_precision`)."""
+    (:func:`hssl_cli.runtime.inference_precision`). A scale-group model is measured by
+    :func:`hssl_cli.scale_equivariance.measure_scale`, its sweep over ``factors`` (None: the
+    group's range, empty: no sweep) instead of ``angles``."""
     from hssl_cli.data import channel_stats
     from hssl_cli.models import build_backbone
 
@@ -114,6 +144,20 @@ def inspect_model(
         backbone = build_backbone(recipe.model, images.shape[1])
         if loaded is not None:
             backbone.set_normalization(*channel_stats(loaded))
+    from hssl_cli.scale_group import ScaleGroup
+
+    _check_scale_group(backbone, group_name)
+    if isinstance(backbone.group, ScaleGroup):
+        from hssl_cli.scale_equivariance import default_factors, measure_scale
+
+        sweep = default_factors(backbone.group) if factors is None else factors
+        has_twin = sweep and recipe.model.structure == "equivariant"
+        twin = _unstructured_twin(recipe, backbone) if has_twin else None
+        backbone.to(device)
+        if twin is not None:
+            twin.to(device)
+        scale_report = measure_scale(backbone, to_device(images, device), sweep, twin, chosen)
+        return Inspection(source, len(images), scale_report)
     group = get_group(group_name or recipe.model.group)
     baseline = _trivial_baseline(recipe, backbone) if angles else None
     backbone.to(device)

@@ -33,7 +33,9 @@ def plot_equivariance(report: dict[str, Any], path: Path, title: str) -> None:
 
     figure, (sweep_axis, layer_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     sweep = report.get("sweep") or {}
-    if sweep.get("angles"):
+    if sweep.get("factors"):
+        _plot_scale_sweep(sweep_axis, sweep, report)
+    elif sweep.get("angles"):
         labels = {
             "model_invariant_err": f"model ({report['model_group']})",
             "trivial_group_invariant_err": "same architecture, trivial group (random init)",
@@ -50,9 +52,10 @@ def plot_equivariance(report: dict[str, Any], path: Path, title: str) -> None:
         sweep_axis.text(
             0.5, 0.5, "no sweep (--angles)", ha="center", transform=sweep_axis.transAxes
         )
-    sweep_axis.set_xlabel("rotation angle (degrees)")
-    sweep_axis.set_ylabel("relative invariance error of pooled features")
-    sweep_axis.set_title("continuous rotation sweep")
+    if not sweep.get("factors"):
+        sweep_axis.set_xlabel("rotation angle (degrees)")
+        sweep_axis.set_ylabel("relative invariance error of pooled features")
+        sweep_axis.set_title("continuous rotation sweep")
 
     layers = report["layers"]
     elements = [  # the identity is trivially exact: leave it out
@@ -80,6 +83,27 @@ def plot_equivariance(report: dict[str, Any], path: Path, title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _plot_scale_sweep(axis: Any, sweep: dict[str, Any], report: dict[str, Any]) -> None:
+    """Fiber-shift error versus rescaling factor, model against its unstructured twin."""
+    labels = {
+        "model_fiber_shift_err": f"model ({report['model_group']})",
+        "unstructured_fiber_shift_err": "unstructured twin (random init)",
+    }
+    for key, label in labels.items():
+        if key in sweep:
+            pairs = zip(sweep["factors"], sweep[key], strict=True)
+            points = [(factor, max(err, FLOOR)) for factor, err in pairs if err is not None]
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            axis.plot(xs, ys, marker="o", markersize=3, label=label)
+    for element in report["elements"]:  # "x0.707": the group's own factors
+        axis.axvline(float(element[1:]), color="grey", linewidth=0.5, linestyle=":")
+    axis.set_yscale("log")
+    axis.legend()
+    axis.set_xlabel("rescaling factor")
+    axis.set_ylabel("relative error against the (fractional) fiber shift")
+    axis.set_title("continuous scale sweep")
 
 
 TSNE_POINTS = 1000  # t-SNE costs O(N log N) per step: a fixed sample keeps it to seconds

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
+from torch import nn
 
 from hssl_cli.errors import HsslUserError, one_line
 
@@ -86,6 +87,23 @@ def inference(device: torch.device, precision: str) -> Iterator[None]:
     """
     with torch.inference_mode(), autocast(device, precision):
         yield
+
+
+@contextmanager
+def evaluating(*models: nn.Module | None) -> Iterator[None]:
+    """``models`` in eval mode inside, each back in its own mode after (None is skipped).
+
+    Enter it before :func:`inference` (see there).
+    """
+    present = [model for model in models if model is not None]
+    modes = [model.training for model in present]
+    for model in present:
+        model.eval()
+    try:
+        yield
+    finally:
+        for model, mode in zip(present, modes, strict=True):
+            model.train(mode)
 
 
 def check_precision_choice(choice: str) -> None:

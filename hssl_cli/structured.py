@@ -48,8 +48,17 @@ def pool_group(fibers: torch.Tensor, how: Literal["max", "mean"]) -> torch.Tenso
     return fibers.amax(GROUP_AXIS) if how == "max" else fibers.mean(GROUP_AXIS)
 
 
-def read_output(feature_map: torch.Tensor, group_pool: Literal["max", "mean"]) -> BackboneOutput:
-    fibers = feature_map.mean(dim=(3, 4))
+def read_output(
+    feature_map: torch.Tensor,
+    group_pool: Literal["max", "mean"],
+    spatial_pool: Literal["max", "mean"] = "mean",
+) -> BackboneOutput:
+    """Pool space (mean, or max where rescaling moves content off-centre: scale groups), then
+    the group axis."""
+    if spatial_pool == "max":
+        fibers = feature_map.amax(dim=(3, 4))
+    else:
+        fibers = feature_map.mean(dim=(3, 4))
     return BackboneOutput(feature_map, fibers, pool_group(fibers, group_pool))
 
 
@@ -70,3 +79,22 @@ def fiber_bundle(
         GROUP_AXIS, indices.unsqueeze(1).expand(-1, fibers.shape[1], -1)
     )  # [B, C, |G0|]
     return pool_group(gathered, pool)
+
+
+_POSITION_ORDERS: dict[tuple[int, int], torch.Tensor] = {}
+
+
+def scramble_positions(flat_map: torch.Tensor) -> torch.Tensor:
+    """The map's spatial positions in a fixed random order (the same for every map of a size).
+
+    The translation group's "structure removed" control: neighbouring positions no longer
+    hold neighbouring image regions, so a small offset between two views' windows is no
+    translation of the input. Spatial pooling, which ignores the order, is unchanged.
+    """
+    batch, channels, height, width = flat_map.shape
+    key = (height, width)
+    if key not in _POSITION_ORDERS:
+        generator = torch.Generator().manual_seed(height * 100_003 + width)
+        _POSITION_ORDERS[key] = torch.randperm(height * width, generator=generator)
+    order = _POSITION_ORDERS[key].to(flat_map.device)
+    return flat_map.flatten(2).index_select(2, order).view(batch, channels, height, width)

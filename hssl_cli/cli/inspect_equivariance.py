@@ -62,6 +62,8 @@ def _table(report: dict[str, Any], title: str) -> Any:
 
 
 def _sweep_line(sweep: dict[str, list[float]]) -> str:
+    if sweep.get("factors"):
+        return _factor_sweep_line(sweep)
     if not sweep.get("angles"):
         return ""
     model = sweep["model_invariant_err"]
@@ -71,6 +73,23 @@ def _sweep_line(sweep: dict[str, list[float]]) -> str:
     )
     if "trivial_group_invariant_err" in sweep:
         line += f" (trivial-group twin: {max(sweep['trivial_group_invariant_err']):.1e})"
+    return line
+
+
+def _factor_sweep_line(sweep: dict[str, Any]) -> str:
+    """The scale sweep: the fiber-shift error's worst factor, and the twin's for contrast."""
+    pairs = [
+        (error, factor)
+        for error, factor in zip(sweep["model_fiber_shift_err"], sweep["factors"], strict=True)
+        if error is not None
+    ]
+    if not pairs:
+        return ""
+    worst, at = max(pairs)
+    line = f"scale sweep: worst fiber-shift error {worst:.1e} at factor {at:g}"
+    twin = [e for e in sweep.get("unstructured_fiber_shift_err", []) if e is not None]
+    if twin:
+        line += f" (unstructured twin: {max(twin):.1e})"
     return line
 
 
@@ -94,6 +113,14 @@ def inspect_equivariance(
         str,
         typer.Option("--angles", help="Continuous sweep START:STOP:STEP in degrees; 'none' skips."),
     ] = "0:360:15",
+    factors: Annotated[
+        str,
+        typer.Option(
+            "--factors",
+            help="Scale models: sweep START:STOP:STEP of rescaling factors; 'auto' spans "
+            "the group, 'none' skips.",
+        ),
+    ] = "auto",
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot here.")] = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
@@ -119,6 +146,7 @@ def inspect_equivariance(
         data=data,
         samples=samples,
         angles=angles,
+        factors=factors,
         plot=plot,
         device=device,
         precision=precision,

@@ -77,7 +77,8 @@ def image_shape(config: DataConfig) -> tuple[int, int, int] | None:
 
 
 def load_images(config: DataConfig, split: str) -> ImageSet:
-    """Load one split, then apply the recipe's limit and size so every data set obeys them alike."""
+    """Load one split, then apply the recipe's limit, size and rescale so every data set obeys
+    them alike."""
     from hssl_cli.data._common import fixed_subset, resize_uint8
 
     if split not in SPLITS:
@@ -98,6 +99,10 @@ def load_images(config: DataConfig, split: str) -> ImageSet:
         )
     if config.image_size is not None:
         data.images = resize_uint8(data.images, config.image_size)
+    if config.rescale is not None:
+        from hssl_cli.data.rescaled import rescale_image_set
+
+        data = rescale_image_set(data, config.rescale, split)
     _check_image_set(data)
     return data
 

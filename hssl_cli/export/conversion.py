@@ -137,6 +137,13 @@ def feature_network(backbone: Backbone) -> nn.Module:
             f"hssl export does not know the {type(backbone).__name__} backbone; "
             "export supports the cnn, e2resnet18 and resnet18 backbones"
         )
+    if backbone.spatial_pool != "mean" or backbone.scrambled_positions:
+        raise HsslUserError(
+            f"hssl export does not support the {backbone.group.name} "
+            f"{'scale twin' if backbone.spatial_pool != 'mean' else 'scrambled-position twin'} "
+            "(its readout differs from the plain network's); export rotation or trivial-group "
+            "models of the cnn, e2resnet18 and resnet18 backbones"
+        )
     return getattr(backbone, attribute)
 
 

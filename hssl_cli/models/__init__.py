@@ -14,13 +14,13 @@ from hssl_cli.registry import Lazy
 
 if TYPE_CHECKING:
     from hssl_cli.config import ModelConfig
-    from hssl_cli.groups import Group
+    from hssl_cli.groups import AnyGroup
     from hssl_cli.models.backbone import Backbone
 
 
 class BackboneBuilder(Protocol):
     def __call__(
-        self, config: ModelConfig, group: Group, in_channels: int, initialize: bool
+        self, config: ModelConfig, group: AnyGroup, in_channels: int, initialize: bool
     ) -> Backbone: ...
 
 
@@ -28,6 +28,8 @@ BACKBONES: dict[str, Lazy] = {
     "cnn": Lazy("hssl_cli.models.cnn", "build_cnn"),
     "e2resnet18": Lazy("hssl_cli.models.equivariant_resnet", "build_equivariant_resnet18"),
     "resnet18": Lazy("hssl_cli.models.resnet", "build_resnet18"),
+    "sesn_cnn": Lazy("hssl_cli.models.sesn_cnn", "build_sesn_cnn"),
+    "sesn_resnet18": Lazy("hssl_cli.models.sesn_resnet", "build_sesn_resnet18"),
 }
 
 
@@ -83,6 +85,8 @@ FEATURE_MAP_SIDES: dict[str, Callable[[ModelConfig, int], int]] = {
     "cnn": _cnn_side,
     "e2resnet18": _pooled_side(3),  # stages 2-4 each max-pool 2x2
     "resnet18": _strided_side,
+    "sesn_cnn": _cnn_side,
+    "sesn_resnet18": _pooled_side(3),  # e2resnet18's body: stages 2-4 each pool 2x2
 }
 
 
@@ -90,16 +94,56 @@ def feature_map_side(config: ModelConfig, side: int) -> int:
     return FEATURE_MAP_SIDES[config.backbone](config, side)
 
 
+def check_scale_backbone(config: ModelConfig) -> None:
+    """SESN layers need a scale group, and their interaction range fits inside it."""
+    from hssl_cli.groups import get_group
+    from hssl_cli.scale_group import ScaleGroup
+
+    group = get_group(config.group)
+    if not isinstance(group, ScaleGroup):
+        raise ValueError(
+            f"backbone {config.backbone} is scale-equivariant and needs a scale group, not "
+            f"{config.group}; use model.group=scale3 (or scale4, ...)"
+        )
+    if config.scale_size > group.scales:
+        raise ValueError(
+            f"model.scale_size={config.scale_size} exceeds the {group.scales} scales of "
+            f"{config.group}; use 1..{group.scales}"
+        )
+
+
+def check_escnn_group(config: ModelConfig) -> None:
+    """escnn knows rotations and reflections; a scale group needs the SESN backbones.
+
+    The ``cnn``'s unstructured twin is plain torch and takes any group; ``e2resnet18``
+    sizes even its twin with escnn, so it refuses scale groups outright.
+    """
+    from hssl_cli.scale_group import SCALE_NAME
+
+    twin_is_plain = config.backbone == "cnn" and config.structure == "unstructured"
+    if SCALE_NAME.match(config.group) and not twin_is_plain:
+        raise ValueError(
+            f"backbone {config.backbone} is built with escnn, which has no scale group; "
+            "use model.backbone=sesn_cnn or sesn_resnet18 for scale equivariance"
+        )
+
+
 # Recipe-time checks, so a model a backbone cannot build fails validation, not training.
 BACKBONE_CHECKS: dict[str, Callable[[ModelConfig], None]] = {
+    "cnn": check_escnn_group,
+    "e2resnet18": check_escnn_group,
     "resnet18": check_resnet18,
+    "sesn_cnn": check_scale_backbone,
+    "sesn_resnet18": check_scale_backbone,
 }
 
 
 def build_backbone(config: ModelConfig, in_channels: int, initialize: bool = True) -> Backbone:
-    from hssl_cli.groups import get_group
+    from hssl_cli.groups import model_group
 
     builder: BackboneBuilder = BACKBONES[config.backbone].load()
-    backbone = builder(config, get_group(config.group), in_channels, initialize)
+    backbone = builder(config, model_group(config), in_channels, initialize)
+    if config.structure == "unstructured" and config.group == "trivial":
+        backbone.scrambled_positions = True  # no group axis to unstructure: positions instead
     backbone.model_config = config  # lets an objective build a twin (BYOL's target)
     return backbone

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from hssl_cli.groups import Group
-from hssl_cli.structured import BackboneOutput, read_output, split_fields
+from hssl_cli.groups import AnyGroup
+from hssl_cli.structured import BackboneOutput, read_output, scramble_positions, split_fields
 
 if TYPE_CHECKING:
     from hssl_cli.config import ModelConfig
@@ -24,9 +24,16 @@ class Backbone(nn.Module):
     commutes with every rotation and reflection.
     """
 
+    # How fibers pool space. Mean suits rotations; a shrunk image's content covers fewer
+    # positions, so scale-group backbones (and their twins) take the maximum instead.
+    spatial_pool: Literal["max", "mean"] = "mean"
+    # Set by build_backbone for an unstructured model of the trivial group: the translation
+    # group's structure-removed twin (hssl_cli.structured.scramble_positions).
+    scrambled_positions: bool = False
+
     def __init__(
         self,
-        group: Group,
+        group: AnyGroup,
         in_channels: int,
         num_fields: int,
         group_pool: Literal["max", "mean"],
@@ -61,7 +68,9 @@ class Backbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> BackboneOutput:
         flat = self.flat_feature_map(self.normalize(images))
-        return read_output(split_fields(flat, self.group.order), self.group_pool)
+        if self.scrambled_positions:
+            flat = scramble_positions(flat)
+        return read_output(split_fields(flat, self.group.order), self.group_pool, self.spatial_pool)
 
 
 def trace_stages(

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hssl_cli.config import ModelConfig
-    from hssl_cli.groups import Group
+    from hssl_cli.groups import AnyGroup
     from hssl_cli.models.backbone import Backbone
 
 
-def build_cnn(config: ModelConfig, group: Group, in_channels: int, initialize: bool) -> Backbone:
+def build_cnn(config: ModelConfig, group: AnyGroup, in_channels: int, initialize: bool) -> Backbone:
     from hssl_cli.models.equivariant_cnn import EquivariantCNN
     from hssl_cli.models.plain_cnn import PlainCNN
 

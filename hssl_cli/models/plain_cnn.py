@@ -12,14 +12,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from hssl_cli.groups import Group
+from hssl_cli.groups import AnyGroup
 from hssl_cli.models.backbone import Backbone, trace_stages
 
 
 class PlainCNN(Backbone):
     def __init__(
         self,
-        group: Group,
+        group: AnyGroup,
         in_channels: int,
         widths: list[int],
         convs_per_stage: int,

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from hssl_cli.errors import HsslUserError
-from hssl_cli.groups import Group
+from hssl_cli.groups import AnyGroup
 from hssl_cli.models import check_resnet18, check_resnet18_channels, resnet18_stage_channels
 from hssl_cli.models.backbone import Backbone
 
@@ -45,7 +45,7 @@ def _stage(source: int, target: int, stride: int) -> nn.Sequential:
 class CifarResNet18(Backbone):
     def __init__(
         self,
-        group: Group,
+        group: AnyGroup,
         in_channels: int,
         group_pool: Literal["max", "mean"],
         width_multiplier: float = 1.0,
@@ -90,7 +90,7 @@ class CifarResNet18(Backbone):
 
 
 def build_resnet18(
-    config: ModelConfig, group: Group, in_channels: int, initialize: bool
+    config: ModelConfig, group: AnyGroup, in_channels: int, initialize: bool
 ) -> CifarResNet18:
     try:
         check_resnet18(config)

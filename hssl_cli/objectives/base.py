@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from hssl_cli.augment import BaseAugmentation
-from hssl_cli.objectives.fiber_views import FiberViews
+from hssl_cli.objectives.group_views import group_fiber_views
 
 if TYPE_CHECKING:
     from hssl_cli.config import MethodConfig
@@ -86,7 +86,7 @@ class ReadoutObjective(TwoViewObjective):
 
     def __init__(self, config: MethodConfig, backbone: Backbone) -> None:
         super().__init__(config, backbone)
-        self.views = FiberViews(
+        self.views = group_fiber_views(
             backbone.group,
             config.fiber_bundle_size,  # type: ignore[attr-defined]
             config.bundle_pool,  # type: ignore[attr-defined]

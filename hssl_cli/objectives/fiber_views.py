@@ -48,7 +48,23 @@ class ViewSource(nn.Module):
         return self.read(positions.repeat(count, *([1] * (positions.dim() - 1))), chosen)
 
 
-class FiberViews(ViewSource):
+class GroupFiberViews(ViewSource):
+    """Views from the fibers of a group axis, whose position 0 is the identity element."""
+
+    def positions(self, output: BackboneOutput) -> torch.Tensor:
+        return output.fibers
+
+    def read_output(
+        self, output: BackboneOutput, readout: Literal["fiber", "invariant"]
+    ) -> torch.Tensor:
+        """The feature an A-SSL objective projects: the identity fiber bundle, or invariant."""
+        if readout == "invariant":
+            return output.invariant
+        identity = torch.zeros(len(output.fibers), dtype=torch.long, device=output.fibers.device)
+        return self.read(output.fibers, identity)
+
+
+class FiberViews(GroupFiberViews):
     """Reads ``pool_{g0 in G0} fibers[:, :, g * g0]`` for per-sample elements ``g``.
 
     ``G0`` is the ``fiber_bundle_size`` elements nearest the identity; pair
@@ -81,9 +97,6 @@ class FiberViews(ViewSource):
             displacements = displacements[1:]  # the identity comes first
         self.register_buffer("displacements", torch.tensor(displacements), persistent=False)
 
-    def positions(self, output: BackboneOutput) -> torch.Tensor:
-        return output.fibers
-
     def count(self, positions: torch.Tensor) -> int:
         return self.group.order
 
@@ -92,15 +105,6 @@ class FiberViews(ViewSource):
         return fiber_bundle(
             positions, chosen, self.bundle_offsets, self.multiplication, self.bundle_pool
         )
-
-    def read_output(
-        self, output: BackboneOutput, readout: Literal["fiber", "invariant"]
-    ) -> torch.Tensor:
-        """The feature an A-SSL objective projects: the identity fiber bundle, or invariant."""
-        if readout == "invariant":
-            return output.invariant
-        identity = torch.zeros(len(output.fibers), dtype=torch.long, device=output.fibers.device)
-        return self.read(output.fibers, identity)
 
     def sample_pairs(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``g1`` uniform on ``G``; ``g2 = g1 d``, ``d`` uniform on the allowed displacements."""

@@ -30,7 +30,8 @@ from hssl_cli.augment import BaseAugmentation
 from hssl_cli.config import HsslConfig
 from hssl_cli.losses import nt_xent, pair_accuracy, vicreg_loss
 from hssl_cli.objectives.base import Objective
-from hssl_cli.objectives.fiber_views import FiberViews, SpatialViews, ViewSource
+from hssl_cli.objectives.fiber_views import SpatialViews, ViewSource
+from hssl_cli.objectives.group_views import group_fiber_views
 from hssl_cli.objectives.heads import projector
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class HsslObjective(Objective):
         self.views: ViewSource = (
             SpatialViews(size, pool, spread, distinct)
             if config.fibers == "translation"
-            else FiberViews(backbone.group, size, pool, spread, distinct)
+            else group_fiber_views(backbone.group, size, pool, spread, distinct)
         )
         self.augment = BaseAugmentation(config.augment) if config.augment else None
         self.head = projector(config, backbone.num_fields)

@@ -109,3 +109,73 @@ def test_checkpoint_input_and_user_errors(invoke, recipe: Path, tmp_path: Path) 
         assert problem in lines[0], (args, lines[0])
         # A clean exit, not an exception that escaped the command:
         assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+
+
+SCALE = {
+    "data": {"name": "digits", "limit_test": 8, "limit_train": 64, "image_size": 32},
+    "model": {
+        "backbone": "sesn_cnn",
+        "group": "scale2",
+        "widths": [3, 4],
+        "kernel_size": 9,
+        "basis_size": 2,
+    },
+    "method": {"name": "hssl", "projector_hidden_dim": 8, "projector_out_dim": 4},
+    "train": {"epochs": 0, "batch_size": 32},
+}
+
+
+def test_scale_model_is_approximately_equivariant_per_layer_and_factor(
+    invoke, write_recipe, tmp_path: Path
+) -> None:
+    recipe = write_recipe(SCALE)
+    result = invoke(
+        "inspect-equivariance", "--recipe", str(recipe), "--json", "--factors", "0.6:1:0.2"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["verdict"].startswith("approximately equivariant")
+    assert report["elements"] == ["x1", "x0.707"]
+    assert [layer["name"] for layer in report["layers"]] == ["conv1", "pool1", "conv2"]
+    assert all(layer["rel_err"]["x1"] == 0 for layer in report["layers"])
+    assert all(0 < layer["rel_err"]["x0.707"] < report["tolerance"] for layer in report["layers"])
+    assert report["structured"]["x0.707"]["best_shift"] == "x0.707"  # shifted by one scale
+    assert report["sweep"]["factors"] == [0.6, 0.8, 1.0]
+    assert len(report["sweep"]["unstructured_fiber_shift_err"]) == 3
+
+    twin = invoke(
+        "inspect-equivariance",
+        "--recipe",
+        str(recipe),
+        "--set",
+        "model.structure=unstructured",
+        "--json",
+        "--factors",
+        "none",
+    )
+    assert twin.exit_code == 0, twin.output
+    twin_report = json.loads(twin.stdout)
+    assert twin_report["verdict"] == "not equivariant" and twin_report["sweep"] == {}
+    model_err = max(layer["rel_err"]["x0.707"] for layer in report["layers"])
+    twin_err = min(layer["rel_err"]["x0.707"] for layer in twin_report["layers"])
+    assert model_err < 0.5 * twin_err
+
+    plot = tmp_path / "scale.png"
+    table = invoke("inspect-equivariance", "--recipe", str(recipe), "--plot", str(plot))
+    assert table.exit_code == 0, table.output
+    assert "scale sweep: worst fiber-shift error" in table.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--group", "rot4"], "measured on its own group"),
+        (["--factors", "1:0.5:0.1"], "need STOP > START"),
+        (["--factors", "0:1:0.5"], "must lie in (0, 4]"),
+    ],
+)
+def test_scale_user_errors(invoke, write_recipe, args: list[str], message: str) -> None:
+    result = invoke("inspect-equivariance", "--recipe", str(write_recipe(SCALE)), *args)
+    assert result.exit_code == 2
+    assert message in result.output

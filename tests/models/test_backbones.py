@@ -18,6 +18,13 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual - expected).norm() / expected.norm()).item()
 
 
+SCALE_BACKBONES = {"sesn_cnn", "sesn_resnet18"}  # scale groups only (escnn has none)
+
+
+def control_group(backbone: str) -> str:
+    return "scale4" if backbone in SCALE_BACKBONES else "rot4"
+
+
 def config_or_reason(backbone: str, group: str, structure: str) -> ModelConfig | str:
     """The tiny model config, or why recipe validation (the backbone's own check) rejects it."""
     try:
@@ -65,8 +72,8 @@ def test_every_equivariant_backbone_is_exact_on_its_group(backbone: str, group_n
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_unstructured_control_is_not_equivariant(backbone: str, images: torch.Tensor) -> None:
-    group = get_group("rot4")
-    config = config_or_reason(backbone, "rot4", "unstructured")
+    group = get_group(control_group(backbone))
+    config = config_or_reason(backbone, group.name, "unstructured")
     assert isinstance(config, ModelConfig), config  # every backbone offers the control
     torch.manual_seed(0)
     model = build_backbone(config, 1).eval()
@@ -105,9 +112,10 @@ def test_rot8_is_only_approximately_equivariant_at_45_degrees(images: torch.Tens
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_backbone_forwards_and_backpropagates(name: str) -> None:
-    config = config_or_reason(name, "rot4", "equivariant")
+    group = control_group(name)
+    config = config_or_reason(name, group, "equivariant")
     if isinstance(config, str):
-        config = ModelConfig(backbone=name, group="rot4", structure="unstructured", **TINY)
+        config = ModelConfig(backbone=name, group=group, structure="unstructured", **TINY)
     model = build_backbone(config, 3)
     output = model(torch.rand(2, 3, 16, 16))
     assert output.fibers.shape[:2] == output.invariant.shape

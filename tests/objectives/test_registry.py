@@ -14,7 +14,7 @@ from hssl_cli.objectives import OBJECTIVES, objective_class
 from hssl_cli.recipe import validate_recipe
 from hssl_cli.training import make_optimizer
 
-GROUPS = ["rot4", "trivial"]
+GROUPS = ["rot4", "trivial", "scale3"]
 AUGMENT = {"crop_scale": [0.5, 1.0], "hflip": 0.5}
 
 
