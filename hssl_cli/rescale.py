@@ -35,6 +35,10 @@ def gaussian_blur_per_image(images: torch.Tensor, sigma: torch.Tensor) -> torch.
     offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
     width = sigma.to(images.dtype).clamp_min(1e-6).view(-1, 1)
     kernels = torch.exp(-0.5 * (offsets.view(1, -1) / width) ** 2)
+    # Each image's own reach (3 widths), whatever its batch-mates need: an image blurs the
+    # same in any batch.
+    own_radius = (3 * width).ceil().clamp_min(1)
+    kernels = kernels * (offsets.view(1, -1).abs() <= own_radius)
     kernels = kernels / kernels.sum(1, keepdim=True)  # [B, 2r+1]; sigma ~ 0 gives a delta
     batch, channels, height, width_px = images.shape
     per_channel = kernels.repeat_interleave(channels, 0)  # [B*C, 2r+1]
