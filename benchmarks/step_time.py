@@ -5,6 +5,13 @@ H-SSL reads both views from the fibers of one forward pass; SimCLR needs two. Th
 printed ratio is what ordering 1 of docs/methods.md calls "about half the time".
 
     python benchmarks/step_time.py [--recipe recipes/digits_rot4_theory.yaml] [--steps 30]
+
+The scale group's twins (scale-only views against SimCLR with random input rescaling):
+
+    python benchmarks/step_time.py --recipe recipes/digits_scale3.yaml --set method.augment=null \
+        --twin recipes/digits_scale3_simclr.yaml \
+        --twin-set 'method.augment={crop_scale: [1, 1], crop_ratio: [1, 1], hflip: 0,
+                    jitter_p: 0, grayscale: 0, group_element: true}'
 """
 
 from __future__ import annotations
@@ -26,14 +33,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/digits_rot4_theory.yaml")
     parser.add_argument("--twin", default="recipes/digits_rot4_theory_simclr.yaml")
+    parser.add_argument("--set", action="append", default=[], help="override of --recipe")
+    parser.add_argument("--twin-set", action="append", default=[], help="override of --twin")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     torch.manual_seed(0)
     runs = {}
-    for label, path in (("hssl", args.recipe), ("simclr", args.twin)):
-        recipe = load_recipe(path)
+    for label, path, overrides in (
+        ("hssl", args.recipe, args.set),
+        ("simclr", args.twin, args.twin_set),
+    ):
+        recipe = load_recipe(path, overrides)
         images = load_images(recipe.data, "train")
         backbone = build_backbone(recipe.model, images.images.shape[1])
         backbone.set_normalization(*channel_stats(images))
