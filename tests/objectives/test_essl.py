@@ -93,7 +93,9 @@ def test_explaining_away_add_and_eliminate_flip_the_class_term() -> None:
     assert torch.allclose(values["eliminate"]["loss"] - values["none"]["loss"], -class_term)
     grads = {mode: gradients(model, v["loss"]) for mode, v in values.items()}
     for none, add, eliminate in zip(grads["none"], grads["add"], grads["eliminate"], strict=True):
-        assert torch.allclose(add - none, -(eliminate - none), atol=1e-6)
+        # Float rounding of the three backward passes differs with the thread count (1.6e-6
+        # seen on one thread): a tolerance above it, far below the class term (~1e-2).
+        assert torch.allclose(add - none, -(eliminate - none), atol=1e-5)
     assert any(not torch.allclose(a, n) for a, n in zip(grads["add"], grads["none"], strict=True))
     # The class head always learns to classify; only the encoder's term changes sign.
     heads = [modes[m].class_head.weight.grad for m in ("add", "eliminate")]
