@@ -21,7 +21,7 @@ from torch import nn
 from hssl_cli import __version__
 from hssl_cli.config import Recipe
 from hssl_cli.errors import HsslUserError, clip, one_line
-from hssl_cli.integrity import DIGEST_KEY, content_digest, header_length
+from hssl_cli.integrity import DIGEST_KEY, check_digest, content_digest, read_tensors
 from hssl_cli.io import atomic_path
 from hssl_cli.recipe import recipe_from_yaml
 
@@ -72,9 +72,6 @@ def read_safetensors(path: Path, expected_format: str) -> tuple[dict[str, torch.
     stored digests) still load, unchecked; a file of the current format must carry its
     digest, so a bit flip in the digest's key cannot pass the file off as an old one.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     what = "checkpoint" if expected_format == CHECKPOINT_FORMAT else "training state"
     fix = (
         "re-run pretrain or copy the file again"
@@ -83,18 +80,9 @@ def read_safetensors(path: Path, expected_format: str) -> tuple[dict[str, torch.
     )
     if not path.is_file():
         raise HsslUserError(f"{what} not found: {path} (pass the checkpoint.safetensors of a run)")
-    try:
-        header_length(path)
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as handle:
-            metadata = dict(handle.metadata() or {})
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:  # DamagedFile is a ValueError
-        raise HsslUserError(
-            f"{path} is not a readable safetensors {what} ({clip(one_line(err), 120)}); "
-            "pass the checkpoint.safetensors written by 'hssl pretrain'"
-        ) from None
+    tensors, metadata = read_tensors(
+        path, what, "pass the checkpoint.safetensors written by 'hssl pretrain'"
+    )
     found = metadata.get("format")
     unchecked = UNCHECKED_FORMATS.get(expected_format)
     if found is None or found not in (expected_format, unchecked):
@@ -103,15 +91,7 @@ def read_safetensors(path: Path, expected_format: str) -> tuple[dict[str, torch.
             f"{path} is a safetensors file but not an hssl {what} (format {shown}); "
             "pass a file written by 'hssl pretrain'"
         )
-    stored = metadata.pop(DIGEST_KEY, None)
-    if found != unchecked or stored is not None:
-        if stored is None:
-            raise HsslUserError(f"{path} lacks the {DIGEST_KEY} of its content (damaged); {fix}")
-        if stored != content_digest(tensors, metadata):
-            raise HsslUserError(
-                f"{path} is damaged: its content does not match the {DIGEST_KEY} stored in it "
-                f"(a corrupted copy or an edited file); {fix}"
-            )
+    check_digest(path, tensors, metadata, required=found != unchecked, fix=fix)
     return tensors, metadata
 
 

@@ -71,3 +71,49 @@ def content_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, s
     for name in sorted(tensors):
         digest.update(_tensor_bytes(tensors[name]))
     return digest.hexdigest()
+
+
+def read_tensors(
+    path: Path, what: str, advice: str
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, the header's length checked before it is
+    parsed; any unreadable file becomes one :class:`~hssl_cli.errors.HsslUserError` line
+    naming ``what`` the file should be and ending in ``advice``."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    from hssl_cli.errors import HsslUserError, clip, one_line
+
+    try:
+        header_length(path)
+        with safe_open(str(path), "pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:  # DamagedFile is a ValueError
+        raise HsslUserError(
+            f"{path} is not a readable safetensors {what} ({clip(one_line(err), 120)}); {advice}"
+        ) from None
+    return tensors, metadata
+
+
+def check_digest(
+    path: Path,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: dict[str, str],
+    required: bool,
+    fix: str,
+) -> None:
+    """Pop :data:`DIGEST_KEY` from ``metadata`` and refuse content that does not match it
+    (or, when ``required``, a file without one)."""
+    from hssl_cli.errors import HsslUserError
+
+    stored = metadata.pop(DIGEST_KEY, None)
+    if stored is None:
+        if required:
+            raise HsslUserError(f"{path} lacks the {DIGEST_KEY} of its content (damaged); {fix}")
+        return
+    if stored != content_digest(tensors, metadata):
+        raise HsslUserError(
+            f"{path} is damaged: its content does not match the {DIGEST_KEY} stored in it "
+            f"(a corrupted copy or an edited file); {fix}"
+        )

@@ -171,10 +171,7 @@ def _assemble(
 
 
 def _read_export(folder: Path) -> ExportedBackbone:
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    from hssl_cli.integrity import DIGEST_KEY, content_digest, header_length
+    from hssl_cli.integrity import check_digest, read_tensors
 
     spec_path, weights_path = folder / SPEC_FILE, folder / WEIGHTS_FILE
     redo = f"re-run 'hssl export CHECKPOINT --out {folder}'"
@@ -195,21 +192,9 @@ def _read_export(folder: Path) -> ExportedBackbone:
         )
     if not weights_path.is_file():
         raise HsslUserError(f"{folder} has {SPEC_FILE} but no {WEIGHTS_FILE}; {redo}")
-    try:
-        header_length(weights_path)
-        with safe_open(str(weights_path), "pt") as handle:
-            metadata = dict(handle.metadata() or {})
-        tensors = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise HsslUserError(
-            f"{weights_path} is not a readable safetensors file ({one_line(err, 120)}); {redo}"
-        ) from None
-    stored = metadata.pop(DIGEST_KEY, None)  # exports written before digests have none
-    if stored is not None and stored != content_digest(tensors, metadata):
-        raise HsslUserError(
-            f"{weights_path} is damaged: its content does not match the {DIGEST_KEY} stored "
-            f"in it; {redo}"
-        )
+    tensors, metadata = read_tensors(weights_path, "file", redo)
+    # Exports written before digests have none: checked when present.
+    check_digest(weights_path, tensors, metadata, required=False, fix=redo)
     return _assemble(spec, tensors, str(spec_path))
 
 
