@@ -15,23 +15,10 @@ from safetensors import safe_open
 
 from hssl_cli import __version__
 
-TINY = {
-    "data": {"name": "digits", "limit_train": 192, "limit_test": 96, "image_size": 16},
-    "model": {"group": "rot4", "widths": [2, 4]},
-    "method": {
-        "name": "hssl",
-        "projector_hidden_dim": 16,
-        "projector_out_dim": 8,
-        "augment": {"crop_scale": [0.6, 1.0], "hflip": 0.0},
-    },
-    "train": {"epochs": 2, "batch_size": 64},
-    "probe": {"steps": 20, "knn_k": 20},
-}
-
 
 @pytest.fixture()
-def recipe(write_recipe) -> Path:
-    return write_recipe(TINY)
+def recipe(write_recipe, tiny_run) -> Path:
+    return write_recipe(tiny_run())
 
 
 def test_version(invoke) -> None:

@@ -10,19 +10,6 @@ from typer.testing import CliRunner
 
 from hssl_cli.cli.main import app
 
-TINY = {
-    "data": {"name": "digits", "limit_train": 128, "limit_test": 64, "image_size": 16},
-    "model": {"group": "rot4", "widths": [2, 4]},
-    "method": {
-        "name": "hssl",
-        "projector_hidden_dim": 16,
-        "projector_out_dim": 8,
-        "augment": {"crop_scale": [0.6, 1.0], "hflip": 0.0},
-    },
-    "train": {"epochs": 1, "batch_size": 64},
-    "probe": {"steps": 20, "knn_k": 20},
-    "seed": 3,
-}
 METRICS = ("top1", "top5", "knn_top1", "knn_top5")
 
 
@@ -31,11 +18,12 @@ def hssl(*args: str):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> dict[str, Path]:
     """A trained checkpoint and the ``train.epochs=0`` checkpoint of the same recipe."""
     folder = tmp_path_factory.mktemp("probe")
     recipe = folder / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(TINY))
+    settings = tiny_run(data={"limit_train": 128, "limit_test": 64}, seed=3)
+    recipe.write_text(yaml.safe_dump(settings))
     checkpoints = {}
     for name, epochs in (("trained", 1), ("init", 0)):
         out = folder / name
