@@ -127,6 +127,11 @@ class Section(BaseModel):
 # ------------------------------------------------------------------ data, model
 
 
+RESCALE_HELP = (
+    "data.rescale must be [low, high] with 0 < low <= high <= 1 (it only shrinks, e.g. [0.3, 1.0])"
+)
+
+
 class DataConfig(Section):
     name: Annotated[str, registered("data set", DATASETS)] = Field(
         "digits", description=f"The data set: {', '.join(sorted(DATASETS))}."
@@ -179,14 +184,18 @@ class DataConfig(Section):
         "[low, high], padding with zeros (SESN's MNIST-scale); null: no rescaling.",
     )
 
+    @field_validator("rescale", mode="before")
+    @classmethod
+    def _rescale_pair(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, list | tuple) and len(value) == 2):
+            raise ValueError(RESCALE_HELP)
+        return value
+
     @field_validator("rescale")
     @classmethod
     def _rescale_range(cls, scale: tuple[float, float] | None) -> tuple[float, float] | None:
         if scale is not None and not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(
-                "data.rescale must be [low, high] with 0 < low <= high <= 1 (it only shrinks, "
-                "e.g. [0.3, 1.0])"
-            )
+            raise ValueError(RESCALE_HELP)
         return scale
 
     @field_validator("in_memory", mode="before")

@@ -105,7 +105,7 @@ def _measure(backbone: Backbone, images: torch.Tensor, group: ScaleGroup) -> Rep
     for element, name in zip(group.elements, names, strict=True):
         step, factor = element.step, element.factor
         moved_images = group.act_on_images(images, step)
-        kept = group.scales - step
+        kept = group.shared_scales(step)
         for (layer, ref), (_, moved) in zip(
             reference_stages, backbone.stage_outputs(moved_images), strict=True
         ):

@@ -3,9 +3,11 @@
 Batch norm shares its statistics and affine parameters over the scale axis, as over
 space: per-scale statistics would re-weight the scales and break equivariance. Max
 pooling over the scale axis gives scale-invariant features (in the interior of the
-window: see hssl_cli.scale_group). Spatial down-sampling averages 2x2 blocks: measured on
-digits, a max pool roughly doubles the equivariance error of the layers after it, as a
-maximum over a block does not commute with resampling the map.
+window: see hssl_cli.scale_group); the backbones do it with
+:func:`hssl_cli.structured.pool_group`, as for any group axis. Spatial down-sampling
+averages 2x2 blocks: measured on digits, a max pool roughly doubles the equivariance
+error of the layers after it, as a maximum over a block does not commute with resampling
+the map.
 """
 
 from __future__ import annotations
@@ -17,11 +19,6 @@ from torch import nn
 
 class ScaleBatchNorm(nn.BatchNorm3d):
     """Batch norm over ``[B, C, S, H, W]`` with one mean and variance per field ``C``."""
-
-
-def scale_max_pool(maps: torch.Tensor) -> torch.Tensor:
-    """``[B, C, S, ...] -> [B, C, ...]``: the scale-invariant reading of a map."""
-    return maps.amax(2)
 
 
 class SpatialAvgPool(nn.Module):

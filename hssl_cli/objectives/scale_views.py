@@ -59,7 +59,8 @@ class ScaleFiberViews(GroupFiberViews):
                 f"(spread {spread}); use a smaller method.fiber_bundle_size or a larger spread"
             )
         self.register_buffer("pairs", torch.tensor(pairs), persistent=False)
-        self.register_buffer("bundle_offsets", torch.arange(fiber_bundle_size), persistent=False)
+        offsets = torch.tensor(group.neighbourhood(fiber_bundle_size))  # 0 .. |G0| - 1
+        self.register_buffer("bundle_offsets", offsets, persistent=False)
 
     def count(self, positions: torch.Tensor) -> int:
         """Places a bundle can start: ``S - |G0| + 1``."""

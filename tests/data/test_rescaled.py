@@ -35,7 +35,7 @@ def test_valid_range_is_accepted() -> None:
     [[0.0, 1.0], [-0.2, 0.5], [0.8, 0.4], [0.5, 1.5], [0.5], [0.3, 0.6, 0.9], "0.5", 0.5],
 )
 def test_bad_range_is_refused(bad: object) -> None:
-    with pytest.raises(HsslUserError, match="rescale"):
+    with pytest.raises(HsslUserError, match=r"data.rescale must be \[low, high\]"):
         validate_recipe({"data": {"rescale": bad}})
 
 

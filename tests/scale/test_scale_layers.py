@@ -10,11 +10,12 @@ import torch
 from hssl_cli.models import build_backbone
 from hssl_cli.models.scale_basis import ScaleBasisSpec, hermite, scale_basis
 from hssl_cli.models.scale_conv import LiftingScaleConv, ScaleGroupConv, ScalePointwiseConv
-from hssl_cli.models.scale_norm import ScaleBatchNorm, scale_max_pool
+from hssl_cli.models.scale_norm import ScaleBatchNorm
 from hssl_cli.recipe import validate_recipe
 from hssl_cli.rescale import rescale_images
 from hssl_cli.scale_equivariance import canvas_mask
 from hssl_cli.scale_group import scale_group
+from hssl_cli.structured import pool_group
 
 TOLERANCE = 0.05
 SPEC = ScaleBasisSpec.geometric(kernel_size=11, basis_size=2, scales=3, min_scale=0.9, step=2**0.5)
@@ -94,7 +95,8 @@ def test_pointwise_batch_norm_and_pooling_treat_scales_alike() -> None:
     norm = ScaleBatchNorm(3).eval()
     norm.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
     torch.testing.assert_close(norm(rolled), norm(maps).roll(1, dims=2))
-    torch.testing.assert_close(scale_max_pool(rolled), scale_max_pool(maps))
+    # The invariant reading, a max over the scale axis (the group axis of any backbone).
+    torch.testing.assert_close(pool_group(rolled, "max"), pool_group(maps, "max"))
 
 
 def tiny_model(structure: str):
